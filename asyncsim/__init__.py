@@ -1,0 +1,14 @@
+"""asyncsim: asynchrony begets momentum, and YellowFin, as a simulator you can measure."""
+
+from asyncsim.distributions import Deterministic, Empirical, Exponential, Gamma, LogNormal, Uniform
+from asyncsim.trace import Trace
+
+__all__ = [
+    "Deterministic",
+    "Empirical",
+    "Exponential",
+    "Gamma",
+    "LogNormal",
+    "Trace",
+    "Uniform",
+]

@@ -1,0 +1,84 @@
+"""Argument checks shared by the public constructors: each error names the parameter, its value and the
+allowed range."""
+
+from __future__ import annotations
+
+import math
+from numbers import Integral, Real
+
+import numpy as np
+
+
+def check_int(name: str, value: object, *, low: int | None = None, high: int | None = None) -> int:
+    """Return ``value`` as an int, or raise if it is not an integer in ``[low, high]``."""
+    if isinstance(value, bool) or not isinstance(value, Integral):
+        raise TypeError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
+    value = int(value)
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise ValueError(f"{name} must be in {_interval(low, high, True, True)}, got {value}")
+    return value
+
+
+def check_real(
+    name: str,
+    value: object,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> float:
+    """Return ``value`` as a finite float, or raise if it is not a real number in the given interval."""
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(f"{name} must be a real number, got {value!r} ({type(value).__name__})")
+    value = float(value)
+    if not math.isfinite(value) or not _inside(value, low, high, low_open, high_open):
+        raise ValueError(
+            f"{name} must be a finite number in {_interval(low, high, not low_open, not high_open)}, "
+            f"got {value}"
+        )
+    return value
+
+
+def check_array(
+    name: str,
+    value: object,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> np.ndarray:
+    """Return ``value`` as a float64 array whose every element is finite and inside the interval."""
+    arr = np.asarray(value, dtype=np.float64)
+    bad = ~np.isfinite(arr)
+    if low is not None:
+        bad |= (arr <= low) if low_open else (arr < low)
+    if high is not None:
+        bad |= (arr >= high) if high_open else (arr > high)
+    if bad.any():
+        first = arr.reshape(-1)[np.flatnonzero(bad.reshape(-1))[0]]
+        raise ValueError(
+            f"{name} must be finite and in {_interval(low, high, not low_open, not high_open)} "
+            f"elementwise, got {first} (at {int(bad.sum())} of {arr.size} positions)"
+        )
+    return arr
+
+
+def check_choice(name: str, value: object, choices: tuple[str, ...]) -> str:
+    """Return ``value`` if it is one of ``choices``, else raise naming the allowed values."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
+    return str(value)
+
+
+def _inside(x: float, low: float | None, high: float | None, low_open: bool, high_open: bool) -> bool:
+    if low is not None and (x <= low if low_open else x < low):
+        return False
+    return not (high is not None and (x >= high if high_open else x > high))
+
+
+def _interval(low: float | None, high: float | None, low_closed: bool, high_closed: bool) -> str:
+    left = "(-inf" if low is None else ("[" if low_closed else "(") + f"{low:g}"
+    right = "inf)" if high is None else f"{high:g}" + ("]" if high_closed else ")")
+    return f"{left}, {right}"

@@ -1,0 +1,162 @@
+"""Time distributions for compute, network and server work in the cluster model.
+
+Each distribution is a small frozen dataclass, validated at construction, with a ``mean`` and a
+``sample(size, *, rng)`` method returning float64 times (arbitrary time units; 1 = one mean compute time
+in the reference problems). ``sample`` consumes the generator value by value, so drawing n values at once
+gives the same numbers as n draws of one, which lets the SimPy model and the vectorized fast path share a
+stream.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from asyncsim._validate import check_array, check_real
+
+__all__ = [
+    "Deterministic",
+    "Distribution",
+    "Empirical",
+    "Exponential",
+    "Gamma",
+    "LogNormal",
+    "Uniform",
+]
+
+
+class Distribution:
+    """Base class: a law of non-negative times."""
+
+    @property
+    def mean(self) -> float:
+        raise NotImplementedError
+
+    def sample(self, size: int, *, rng: np.random.Generator) -> np.ndarray:
+        """Draw ``size`` i.i.d. times, shape ``(size,)``, float64."""
+        raise NotImplementedError
+
+    @property
+    def is_exponential(self) -> bool:
+        """True for memoryless laws, under which staleness is exactly geometric."""
+        return False
+
+
+@dataclass(frozen=True)
+class Exponential(Distribution):
+    """Exponential times with the given mean (rate 1/mean)."""
+
+    mean_time: float = 1.0
+
+    def __post_init__(self) -> None:
+        check_real("Exponential.mean_time", self.mean_time, low=0.0, low_open=True)
+
+    @property
+    def mean(self) -> float:
+        return float(self.mean_time)
+
+    @property
+    def is_exponential(self) -> bool:
+        return True
+
+    def sample(self, size: int, *, rng: np.random.Generator) -> np.ndarray:
+        return rng.standard_exponential(size) * self.mean_time
+
+
+@dataclass(frozen=True)
+class Deterministic(Distribution):
+    """A constant time (consumes no randomness)."""
+
+    value: float = 1.0
+
+    def __post_init__(self) -> None:
+        check_real("Deterministic.value", self.value, low=0.0)
+
+    @property
+    def mean(self) -> float:
+        return float(self.value)
+
+    def sample(self, size: int, *, rng: np.random.Generator) -> np.ndarray:
+        return np.full(size, float(self.value))
+
+
+@dataclass(frozen=True)
+class Uniform(Distribution):
+    """Times uniform on ``[low, high]``."""
+
+    low: float = 0.5
+    high: float = 1.5
+
+    def __post_init__(self) -> None:
+        check_real("Uniform.low", self.low, low=0.0)
+        check_real("Uniform.high", self.high, low=self.low)
+
+    @property
+    def mean(self) -> float:
+        return 0.5 * (self.low + self.high)
+
+    def sample(self, size: int, *, rng: np.random.Generator) -> np.ndarray:
+        return self.low + (self.high - self.low) * rng.random(size)
+
+
+@dataclass(frozen=True)
+class Gamma(Distribution):
+    """Gamma times with shape k and the given mean (scale = mean/k); k = 1 is exponential."""
+
+    shape: float = 2.0
+    mean_time: float = 1.0
+
+    def __post_init__(self) -> None:
+        check_real("Gamma.shape", self.shape, low=0.0, low_open=True)
+        check_real("Gamma.mean_time", self.mean_time, low=0.0, low_open=True)
+
+    @property
+    def mean(self) -> float:
+        return float(self.mean_time)
+
+    def sample(self, size: int, *, rng: np.random.Generator) -> np.ndarray:
+        return rng.standard_gamma(self.shape, size) * (self.mean_time / self.shape)
+
+
+@dataclass(frozen=True)
+class LogNormal(Distribution):
+    """Log-normal times: log-space standard deviation ``sigma``, scaled so the mean is ``mean_time``."""
+
+    sigma: float = 0.5
+    mean_time: float = 1.0
+
+    def __post_init__(self) -> None:
+        check_real("LogNormal.sigma", self.sigma, low=0.0)
+        check_real("LogNormal.mean_time", self.mean_time, low=0.0, low_open=True)
+
+    @property
+    def mean(self) -> float:
+        return float(self.mean_time)
+
+    def sample(self, size: int, *, rng: np.random.Generator) -> np.ndarray:
+        scale = self.mean_time * np.exp(-0.5 * self.sigma**2)
+        return scale * np.exp(self.sigma * rng.standard_normal(size))
+
+
+@dataclass(frozen=True)
+class Empirical(Distribution):
+    """Resamples (with replacement, uniformly) from measured times."""
+
+    samples: tuple[float, ...] = field(default=(1.0,))
+
+    def __post_init__(self) -> None:
+        arr = check_array("Empirical.samples", self.samples, low=0.0)
+        if arr.ndim != 1 or arr.size == 0:
+            raise ValueError(
+                f"Empirical.samples must be a non-empty 1-D sequence, got shape {arr.shape}"
+            )
+        object.__setattr__(self, "samples", tuple(float(x) for x in arr))
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.samples))
+
+    def sample(self, size: int, *, rng: np.random.Generator) -> np.ndarray:
+        idx = rng.integers(0, len(self.samples), size=size, dtype=np.int64)
+        return np.asarray(self.samples)[idx]

@@ -1,0 +1,171 @@
+"""The staleness trace: what a cluster run produced, update by update, as columns of NumPy arrays."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from asyncsim._validate import check_int
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["Trace"]
+
+
+@dataclass(frozen=True, eq=False)
+class Trace:
+    """Per-update record of a parameter-server run, shape ``(n,)`` for every column.
+
+    Update ``t`` (0-based) is the ``t``-th apply at the server; it produces parameter version ``t + 1``.
+
+    Attributes
+    ----------
+    staleness : int64 array
+        Writes by others between this update's read and its write; ``t - read_version[t]`` for cluster
+        traces.
+    writer : int64 array
+        Worker id (asynchronous mode) or group id (synchronous and group modes); -1 where unknown
+        (traces built from a bare staleness sequence).
+    read_version : int64 array
+        Number of applies completed when the server served the pull this update's gradient was computed
+        at. Traces from a bare sequence store ``max(t - staleness, 0)``: reads before the start see w_0.
+    apply_time : float64 array
+        Simulated time at which the apply completed (NaN where unknown).
+    n_aggregated : int64 array
+        Gradients aggregated in this update (1 asynchronous, M synchronous, M/g in group mode).
+    config : object or None
+        The :class:`~asyncsim.cluster.ClusterConfig` that made the trace, if any.
+    seed : int or None
+        Entropy of the seed sequence that made the trace, if known.
+    """
+
+    staleness: np.ndarray
+    writer: np.ndarray
+    read_version: np.ndarray
+    apply_time: np.ndarray
+    n_aggregated: np.ndarray
+    config: Any = None
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        n = np.shape(self.staleness)[0] if np.ndim(self.staleness) == 1 else -1
+        for name, dtype in _COLUMNS.items():
+            arr = np.asarray(getattr(self, name), dtype=dtype)
+            if arr.ndim != 1 or arr.shape[0] != n:
+                raise ValueError(
+                    f"Trace.{name} must be 1-D with the length of staleness ({n}), got shape {arr.shape}"
+                )
+            arr.setflags(write=False)
+            object.__setattr__(self, name, arr)
+        if n < 1:
+            raise ValueError(f"Trace.staleness must be a non-empty 1-D array, got length {n}")
+        if (self.staleness < 0).any():
+            raise ValueError(f"Trace.staleness must be >= 0, got min {self.staleness.min()}")
+        if (self.n_aggregated < 1).any():
+            raise ValueError(f"Trace.n_aggregated must be >= 1, got min {self.n_aggregated.min()}")
+        if (self.read_version < 0).any() or (self.read_version > np.arange(n)).any():
+            raise ValueError("Trace.read_version must lie in [0, t] for update t")
+
+    # ---------------------------------------------------------------- constructors
+    @classmethod
+    def from_staleness(cls, staleness: Any, *, n_aggregated: int = 1) -> Trace:
+        """Build a trace from a bare staleness sequence (writer unknown, no clock).
+
+        >>> Trace.from_staleness([0, 1, 3, 0]).read_version
+        array([0, 0, 0, 3])
+        """
+        tau = np.asarray(staleness)
+        if tau.ndim != 1 or not np.issubdtype(tau.dtype, np.integer):
+            raise ValueError(
+                f"staleness must be a 1-D integer sequence, got dtype {tau.dtype} shape {tau.shape}"
+            )
+        n = tau.shape[0]
+        check_int("n_aggregated", n_aggregated, low=1)
+        return cls(
+            staleness=tau,
+            writer=np.full(n, -1),
+            read_version=np.maximum(np.arange(n) - tau, 0),
+            apply_time=np.full(n, np.nan),
+            n_aggregated=np.full(n, n_aggregated),
+        )
+
+    @classmethod
+    def geometric(
+        cls, n_workers: int, n_updates: int, *, rng: np.random.Generator | int | None = None
+    ) -> Trace:
+        """I.i.d. staleness with the law of the exponential queueing model, ``P(τ = l) = (1/M)(1-1/M)^l``.
+
+        No warm-up and no correlation between updates: exactly the law of theory.md §1.
+        """
+        m = check_int("n_workers", n_workers, low=1)
+        n = check_int("n_updates", n_updates, low=1)
+        seed = rng if isinstance(rng, int) else None
+        tau = np.random.default_rng(rng).geometric(1.0 / m, size=n) - 1
+        trace = cls.from_staleness(tau)
+        object.__setattr__(trace, "seed", seed)
+        return trace
+
+    # ---------------------------------------------------------------- summaries
+    def __len__(self) -> int:
+        return int(self.staleness.shape[0])
+
+    @property
+    def mean(self) -> float:
+        """Mean staleness (updates)."""
+        return float(self.staleness.mean())
+
+    @property
+    def variance(self) -> float:
+        """Variance of the staleness (updates²)."""
+        return float(self.staleness.var())
+
+    def pmf(self, max_lag: int | None = None, *, skip: int = 0) -> np.ndarray:
+        """Empirical probability of each staleness value 0..max_lag, shape ``(max_lag + 1,)``.
+
+        ``skip`` drops the first updates (warm-up). Mass above ``max_lag`` is not folded in.
+        """
+        tau = self.staleness[check_int("skip", skip, low=0, high=len(self) - 1) :]
+        top = int(tau.max()) if max_lag is None else check_int("max_lag", max_lag, low=0)
+        return np.bincount(tau[tau <= top], minlength=top + 1) / tau.size
+
+    @property
+    def throughput(self) -> float:
+        """Updates per unit time over the whole run (NaN without a clock)."""
+        return float(len(self) / self.apply_time[-1])
+
+    @property
+    def time_per_update(self) -> float:
+        """Mean time between applies (time units per update; NaN without a clock)."""
+        return 1.0 / self.throughput
+
+    @property
+    def previous_read(self) -> np.ndarray:
+        """Read version of the same writer's previous update, -1 for its first (or an unknown writer)."""
+        prev = np.full(len(self), -1, dtype=np.int64)
+        known = np.flatnonzero(self.writer >= 0)
+        order = known[np.argsort(self.writer[known], kind="stable")]
+        same = self.writer[order[1:]] == self.writer[order[:-1]]
+        prev[order[1:][same]] = self.read_version[order[:-1][same]]
+        return prev
+
+    def to_frame(self) -> pd.DataFrame:
+        """The columns as a pandas DataFrame indexed by update (needs the ``frames`` extra)."""
+        try:
+            import pandas as pd
+        except ImportError as err:  # pragma: no cover - depends on the environment
+            raise ImportError("Trace.to_frame needs pandas: pip install 'asyncsim[frames]'") from err
+        frame = pd.DataFrame({name: getattr(self, name) for name in _COLUMNS})
+        frame.index.name = "update"
+        return frame
+
+
+_COLUMNS = {
+    "staleness": np.int64,
+    "writer": np.int64,
+    "read_version": np.int64,
+    "apply_time": np.float64,
+    "n_aggregated": np.int64,
+}
