@@ -1,0 +1,261 @@
+"""Optimizers as pure ``init`` / ``update`` transformations over batches of parameters, as in optax.
+
+Parameters are arrays of shape ``(B, d)``: B independent configurations in lockstep. Hyperparameters are
+scalars or arrays of shape ``(B,)``, so one run covers a grid. ``update(grads, state, params, context)``
+returns ``(updates, new_state)`` and the engine applies ``w ← w + updates``. ``context`` is the engine's
+:class:`StepContext` (writer, the parameters it read, its previous read, gradients aggregated), which most
+transformations ignore.
+
+A state may define ``record() -> dict[str, ndarray (B,)]``: the values the engine records at each recorded
+step (the applied ``lr`` and ``momentum``, and anything a tuner wants plotted).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple, Protocol
+
+import numpy as np
+
+from asyncsim._validate import check_array, check_real
+
+__all__ = [
+    "GradientTransformation",
+    "StepContext",
+    "adam",
+    "chain",
+    "heavy_ball",
+    "hyperparameter",
+    "implied_batch",
+    "nesterov",
+    "record_of",
+    "scale",
+    "sgd",
+]
+
+
+class StepContext(Protocol):
+    """What the engine knows about the update being applied (read-only)."""
+
+    step: int
+    writer: np.ndarray  # (B,) int64 worker or group id, -1 unknown
+    n_aggregated: np.ndarray  # (B,) gradients aggregated in this update
+    read_params: np.ndarray  # (B, d) the parameters the gradient was computed at
+
+    def previous_read_params(self) -> np.ndarray:
+        """(B, d) the parameters the same writer read for its previous update (w_0 if none)."""
+        ...
+
+    def has_previous_read(self) -> np.ndarray:
+        """(B,) bool: whether the writer had a previous update."""
+        ...
+
+
+class GradientTransformation(NamedTuple):
+    """A pair of pure functions: ``init(params) -> state`` and
+    ``update(grads, state, params, context) -> (updates, state)``.
+
+    ``batch`` is the number of configurations its array hyperparameters imply (None when all are
+    scalars), so that :func:`asyncsim.engine.run` can size the batch from the transformation alone.
+    """
+
+    init: Callable[[np.ndarray], Any]
+    update: Callable[[np.ndarray, Any, np.ndarray, Any], tuple[np.ndarray, Any]]
+    batch: int | None = None
+
+
+def implied_batch(*values: Any) -> int | None:
+    """The batch size that array-valued hyperparameters imply; raises if they disagree."""
+    sizes = {int(np.size(v)) for v in values if v is not None and np.ndim(v) == 1 and np.size(v) != 1}
+    if len(sizes) > 1:
+        raise ValueError(f"array hyperparameters must share one batch size, got sizes {sorted(sizes)}")
+    return sizes.pop() if sizes else None
+
+
+def hyperparameter(
+    name: str,
+    value: Any,
+    batch: int,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> np.ndarray:
+    """Broadcast a scalar or ``(B,)`` hyperparameter to a validated column of shape ``(B, 1)``."""
+    arr = check_array(name, value, low=low, high=high, low_open=low_open, high_open=high_open)
+    if arr.ndim > 1 or (arr.ndim == 1 and arr.shape[0] not in (1, batch)):
+        raise ValueError(
+            f"{name} must be a scalar or have shape ({batch},) to match the batch, got shape {arr.shape}"
+        )
+    return np.broadcast_to(arr.reshape(-1, 1), (batch, 1)).copy()
+
+
+def record_of(state: Any) -> dict[str, np.ndarray]:
+    """The recorded values of a state, merged through nested (chained) states."""
+    if hasattr(state, "record"):
+        return state.record()
+    if isinstance(state, tuple):
+        merged: dict[str, np.ndarray] = {}
+        for inner in state:
+            merged.update(record_of(inner))
+        return merged
+    return {}
+
+
+# ------------------------------------------------------------------------------------------ sgd, scale
+class ScaleState(NamedTuple):
+    lr: np.ndarray  # (B, 1)
+
+    def record(self) -> dict[str, np.ndarray]:
+        return {"lr": self.lr[:, 0]}
+
+
+def sgd(lr: Any) -> GradientTransformation:
+    """Plain SGD, ``w ← w - α g``.
+
+    Parameters
+    ----------
+    lr : float or array (B,)
+        Step size α > 0.
+    """
+    check_array("lr", lr, low=0.0, low_open=True)
+
+    def init(params: np.ndarray) -> ScaleState:
+        return ScaleState(hyperparameter("lr", lr, params.shape[0], low=0.0, low_open=True))
+
+    def update(grads, state, params, context=None):
+        return -state.lr * grads, state
+
+    return GradientTransformation(init, update, implied_batch(lr))
+
+
+def scale(factor: Any) -> GradientTransformation:
+    """Multiply the incoming updates by a factor (scalar or (B,)); a building block for ``chain``."""
+    check_array("factor", factor)
+
+    def init(params: np.ndarray) -> np.ndarray:
+        return hyperparameter("factor", factor, params.shape[0])
+
+    def update(grads, state, params, context=None):
+        return state * grads, state
+
+    return GradientTransformation(init, update, implied_batch(factor))
+
+
+# ------------------------------------------------------------------------------------------ momentum
+class MomentumState(NamedTuple):
+    velocity: np.ndarray  # (B, d) last applied update w_t - w_{t-1}
+    lr: np.ndarray  # (B, 1)
+    momentum: np.ndarray  # (B, 1)
+
+    def record(self) -> dict[str, np.ndarray]:
+        return {"lr": self.lr[:, 0], "momentum": self.momentum[:, 0]}
+
+
+def _momentum(lr: Any, momentum: Any, nesterov_form: bool) -> GradientTransformation:
+    check_array("lr", lr, low=0.0, low_open=True)
+    check_array("momentum", momentum, low=-1.0, high=1.0, low_open=True, high_open=True)
+
+    def init(params: np.ndarray) -> MomentumState:
+        b = params.shape[0]
+        return MomentumState(
+            np.zeros_like(params),
+            hyperparameter("lr", lr, b, low=0.0, low_open=True),
+            hyperparameter("momentum", momentum, b, low=-1.0, high=1.0, low_open=True, high_open=True),
+        )
+
+    def update(grads, state, params, context=None):
+        step = state.momentum * state.velocity - state.lr * grads
+        if nesterov_form:
+            # Sutskever's form written on the look-ahead iterate: u ← μ u - α g; Δw = μ u - α g.
+            return state.momentum * step - state.lr * grads, state._replace(velocity=step)
+        return step, state._replace(velocity=step)
+
+    return GradientTransformation(init, update, implied_batch(lr, momentum))
+
+
+def heavy_ball(lr: Any, momentum: Any) -> GradientTransformation:
+    """Heavy-ball momentum [Polyak 1964], ``w ← w - α g + μ (w - w_prev)``.
+
+    Parameters
+    ----------
+    lr : float or array (B,)
+        Step size α > 0.
+    momentum : float or array (B,)
+        μ in (-1, 1); negative values are allowed (asynchrony adds implicit momentum that a negative
+        explicit momentum can cancel).
+    """
+    return _momentum(lr, momentum, nesterov_form=False)
+
+
+def nesterov(lr: Any, momentum: Any) -> GradientTransformation:
+    """Nesterov momentum: ``u ← μ u - α g``, ``w ← w + μ u - α g`` (the look-ahead form used by
+    PyTorch and optax), with μ in (-1, 1) and α > 0 as in :func:`heavy_ball`."""
+    return _momentum(lr, momentum, nesterov_form=True)
+
+
+# ------------------------------------------------------------------------------------------ adam
+class AdamState(NamedTuple):
+    mu: np.ndarray  # (B, d) first-moment EMA
+    nu: np.ndarray  # (B, d) second-moment EMA
+    count: int
+    lr: np.ndarray  # (B, 1)
+
+    def record(self) -> dict[str, np.ndarray]:
+        return {"lr": self.lr[:, 0]}
+
+
+def adam(lr: Any, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> GradientTransformation:
+    """Adam [Kingma & Ba 2015]: bias-corrected moment EMAs, ``w ← w - α m̂ / (√v̂ + ε)``.
+
+    Parameters
+    ----------
+    lr : float or array (B,)
+        Step size α > 0.
+    b1, b2 : float
+        EMA factors in [0, 1).
+    eps : float
+        ε > 0 added to the root of the second moment.
+    """
+    check_array("lr", lr, low=0.0, low_open=True)
+    check_real("b1", b1, low=0.0, high=1.0, high_open=True)
+    check_real("b2", b2, low=0.0, high=1.0, high_open=True)
+    check_real("eps", eps, low=0.0, low_open=True)
+
+    def init(params: np.ndarray) -> AdamState:
+        zeros = np.zeros_like(params)
+        lr_col = hyperparameter("lr", lr, params.shape[0], low=0.0, low_open=True)
+        return AdamState(zeros, zeros.copy(), 0, lr_col)
+
+    def update(grads, state, params, context=None):
+        count = state.count + 1
+        mu = b1 * state.mu + (1.0 - b1) * grads
+        nu = b2 * state.nu + (1.0 - b2) * grads * grads
+        step_size = state.lr * (np.sqrt(1.0 - b2**count) / (1.0 - b1**count))
+        return -step_size * mu / (np.sqrt(nu) + eps * np.sqrt(1.0 - b2**count)), AdamState(
+            mu, nu, count, state.lr
+        )
+
+    return GradientTransformation(init, update, implied_batch(lr))
+
+
+# ------------------------------------------------------------------------------------------ chain
+def chain(*transforms: GradientTransformation) -> GradientTransformation:
+    """Apply transformations in sequence, each to the previous one's output; the state is a tuple."""
+    if not transforms or not all(isinstance(t, GradientTransformation) for t in transforms):
+        raise TypeError("chain takes one or more GradientTransformation arguments")
+
+    def init(params: np.ndarray) -> tuple:
+        return tuple(t.init(params) for t in transforms)
+
+    def update(grads, state, params, context=None):
+        new_states = []
+        for t, s in zip(transforms, state, strict=True):
+            grads, s = t.update(grads, s, params, context)
+            new_states.append(s)
+        return grads, tuple(new_states)
+
+    return GradientTransformation(
+        init, update, implied_batch(*(np.empty(t.batch or 1) for t in transforms))
+    )

@@ -1,0 +1,459 @@
+"""Objectives with batched gradient oracles over parameters shaped ``(B, d)``.
+
+A problem separates its randomness from its arithmetic so that a batch of B configurations equals B single
+runs: ``draw(rngs, steps, max_aggregated)`` draws a block of randomness for ``steps`` updates, one generator
+per configuration, and ``gradient(w, randomness, n_aggregated)`` is then a pure
+function of its arguments (shape ``(B, steps, ...)``). Reference problems of theory.md §2 are available by name through
+:func:`make_problem`: ``nq50``, ``q10`` and ``digits-mlp``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from asyncsim._validate import check_array, check_choice, check_int, check_real
+
+__all__ = [
+    "DigitsMLP",
+    "LeastSquares",
+    "LogisticRegression",
+    "NoisyQuadratic",
+    "Problem",
+    "make_problem",
+    "spectrum",
+]
+
+
+class Problem:
+    """Base class. Subclasses set ``dim`` and ``name`` and implement the oracle methods."""
+
+    dim: int
+    name: str
+    #: Loss at or below which a run counts as converged (None: no reference target).
+    target: float | None = None
+    #: True when the gradient is affine in w, so that the expected-dynamics mode applies.
+    affine_gradient: bool = False
+
+    def init_params(self, batch: int) -> np.ndarray:
+        """Starting parameters, the same for every configuration, shape ``(batch, d)``."""
+        raise NotImplementedError
+
+    def loss(self, w: np.ndarray) -> np.ndarray:
+        """Exact (or evaluation-set) loss of each configuration, shape ``(B,)``."""
+        raise NotImplementedError
+
+    def distance(self, w: np.ndarray) -> np.ndarray | None:
+        """‖w - w*‖ per configuration, shape ``(B,)``, or None where the optimum is unknown."""
+        return None
+
+    def draw(self, rngs: Sequence[np.random.Generator], steps: int, max_aggregated: int) -> Any:
+        """Randomness for ``steps`` updates, leading axes ``(B, steps)``, one generator per configuration;
+        None for deterministic problems. The engine hands ``gradient`` the slice ``[:, t]``, which the
+        gradient may overwrite (it is used once)."""
+        return None
+
+    def gradient(self, w: np.ndarray, randomness: Any, n_aggregated: Any) -> np.ndarray:
+        """Stochastic gradient at ``w`` (B, d), averaged over ``n_aggregated`` (int or (B,)) draws."""
+        raise NotImplementedError
+
+    def mean_gradient(self, w: np.ndarray) -> np.ndarray:
+        """Expected (noiseless, full-data) gradient at ``w``, shape ``(B, d)``."""
+        raise NotImplementedError
+
+
+def _stack_draws(rngs: Sequence[np.random.Generator], draw_one) -> np.ndarray:
+    """Draw each configuration's block from its own generator, shape ``(B, steps, ...)``."""
+    first = draw_one(rngs[0], None)
+    block = np.empty((len(rngs), *first.shape), dtype=first.dtype)
+    block[0] = first
+    for i, rng in enumerate(rngs[1:], start=1):
+        draw_one(rng, block[i])
+    return block
+
+
+def spectrum(d: int, kappa: float, shape: str = "logspace") -> np.ndarray:
+    """Curvatures from 1 down to 1/κ, shape ``(d,)``: ``logspace`` (geometric), ``linspace``, or
+    ``two-cluster`` (half at 1, half at 1/κ).
+
+    >>> spectrum(3, 100.0)
+    array([1.  , 0.1 , 0.01])
+    """
+    d = check_int("d", d, low=1)
+    kappa = check_real("kappa", kappa, low=1.0)
+    check_choice("shape", shape, ("logspace", "linspace", "two-cluster"))
+    if shape == "logspace":
+        return np.logspace(0.0, -np.log10(kappa), d)
+    if shape == "linspace":
+        return np.linspace(1.0, 1.0 / kappa, d)
+    return np.where(np.arange(d) < (d + 1) // 2, 1.0, 1.0 / kappa)
+
+
+# ------------------------------------------------------------------------------------------ quadratic
+@dataclass(frozen=True, eq=False)
+class NoisyQuadratic(Problem):
+    """``f(w) = ½ (w - w*)ᵀ H (w - w*)`` with additive Gaussian gradient noise.
+
+    The gradient is ``H (w - w*) + σ z / √k`` with ``z ~ N(0, I)`` when an update aggregates k gradients.
+
+    Parameters
+    ----------
+    curvatures : array (d,)
+        Eigenvalues of H, all > 0.
+    noise : float
+        Noise standard deviation σ ≥ 0 per coordinate of one gradient.
+    w0, w_star : float or array (d,)
+        Start and optimum.
+    rotation : int or None
+        None: H is diagonal (elementwise arithmetic). An int seeds a random orthogonal Q, H = Q diag Qᵀ
+        (dense arithmetic, one (B, d) @ (d, d) product per gradient).
+    target_fraction : float
+        Target loss as a fraction of ``f(w0)``.
+    """
+
+    curvatures: Any
+    noise: float = 0.0
+    w0: Any = 1.0
+    w_star: Any = 0.0
+    rotation: int | None = None
+    target_fraction: float = 1e-3
+    name: str = "quadratic"
+    hessian: np.ndarray | None = field(init=False, default=None)
+    affine_gradient = True
+
+    def __post_init__(self) -> None:
+        h = check_array("curvatures", self.curvatures, low=0.0, low_open=True)
+        if h.ndim != 1 or h.size == 0:
+            raise ValueError(f"curvatures must be a non-empty 1-D array, got shape {h.shape}")
+        d = h.size
+        set_ = object.__setattr__
+        set_(self, "curvatures", h)
+        set_(self, "dim", d)
+        set_(self, "noise", check_real("noise", self.noise, low=0.0))
+        check_real("target_fraction", self.target_fraction, low=0.0, low_open=True)
+        for name in ("w0", "w_star"):
+            vec = np.broadcast_to(check_array(name, getattr(self, name)), (d,)).astype(np.float64)
+            set_(self, name, vec)
+        if self.rotation is not None:
+            q, r = np.linalg.qr(np.random.default_rng(self.rotation).standard_normal((d, d)))
+            q *= np.sign(np.diag(r))
+            set_(self, "hessian", (q * h) @ q.T)
+        set_(self, "target", self.target_fraction * float(self.loss(self.w0[None, :])[0]))
+
+    def init_params(self, batch: int) -> np.ndarray:
+        return np.tile(self.w0, (check_int("batch", batch, low=1), 1))
+
+    def _hx(self, x: np.ndarray) -> np.ndarray:
+        return x * self.curvatures if self.hessian is None else x @ self.hessian
+
+    def loss(self, w: np.ndarray) -> np.ndarray:
+        x = w - self.w_star
+        return 0.5 * np.einsum("bd,bd->b", x, self._hx(x))
+
+    def distance(self, w: np.ndarray) -> np.ndarray:
+        return np.linalg.norm(w - self.w_star, axis=-1)
+
+    def draw(self, rngs, steps, max_aggregated):
+        if self.noise == 0.0:
+            return None
+        return _stack_draws(rngs, lambda rng, out: rng.standard_normal((steps, self.dim), out=out))
+
+    def mean_gradient(self, w: np.ndarray) -> np.ndarray:
+        return self._hx(w - self.w_star)
+
+    @property
+    def _shifted(self) -> bool:
+        return bool(self.w_star.any())
+
+    def gradient(self, w, randomness, n_aggregated):
+        g = self._hx(w - self.w_star if self._shifted else w)
+        if randomness is None:
+            return g
+        if np.ndim(n_aggregated):
+            randomness *= (self.noise / np.sqrt(n_aggregated))[:, None]
+        else:
+            randomness *= self.noise / math.sqrt(n_aggregated)
+        randomness += g
+        return randomness
+
+
+# ------------------------------------------------------------------------------------------ data
+class _MinibatchProblem(Problem):
+    """Shared minibatch machinery: indices drawn with replacement, k gradients = k·m samples."""
+
+    n_samples: int
+    batch_size: int
+
+    def draw(self, rngs, steps, max_aggregated):
+        m = self.batch_size * max_aggregated
+
+        def draw_one(rng, out):
+            idx = rng.integers(0, self.n_samples, size=(steps, m))
+            if out is not None:
+                out[...] = idx
+            return idx
+
+        return _stack_draws(rngs, draw_one)
+
+    def _weights(self, randomness: np.ndarray, n_aggregated: Any) -> tuple[np.ndarray, np.ndarray]:
+        """The sample indices in use and their weights (B, m'), each row summing to one."""
+        k = np.asarray(n_aggregated)
+        if k.ndim == 0 or (k == k.flat[0]).all():
+            used = randomness[:, : self.batch_size * int(k.flat[0])]
+            return used, np.full(used.shape, 1.0 / used.shape[1])
+        counts = self.batch_size * k[:, None]
+        cols = np.arange(randomness.shape[1])[None, :]
+        return randomness, np.where(cols < counts, 1.0 / counts, 0.0)
+
+
+@dataclass(frozen=True, eq=False)
+class LeastSquares(_MinibatchProblem):
+    """``f(w) = (1/2n) ‖X w - y‖²`` with minibatch gradients of ``batch_size`` rows (with replacement).
+
+    Parameters
+    ----------
+    features : array (n, d)
+    targets : array (n,)
+    batch_size : int
+    w0 : float or array (d,)
+    target_fraction : float
+        Target excess loss f(w) - f(w*) as a fraction of the initial excess loss.
+    """
+
+    features: Any
+    targets: Any
+    batch_size: int = 32
+    w0: Any = 0.0
+    target_fraction: float = 1e-3
+    name: str = "least-squares"
+    affine_gradient = True
+
+    def __post_init__(self) -> None:
+        _set_data(self)
+        w_star, *_ = np.linalg.lstsq(self.features, self.targets, rcond=None)
+        object.__setattr__(self, "w_star", w_star)
+        object.__setattr__(self, "optimal_loss", float(self._full_loss(w_star[None, :])[0]))
+        initial = float(self._full_loss(self.w0[None, :])[0])
+        object.__setattr__(
+            self, "target", self.optimal_loss + self.target_fraction * (initial - self.optimal_loss)
+        )
+
+    def init_params(self, batch: int) -> np.ndarray:
+        return np.tile(self.w0, (check_int("batch", batch, low=1), 1))
+
+    def _full_loss(self, w: np.ndarray) -> np.ndarray:
+        r = w @ self.features.T - self.targets
+        return 0.5 * np.mean(r * r, axis=-1)
+
+    def loss(self, w: np.ndarray) -> np.ndarray:
+        return self._full_loss(w)
+
+    def distance(self, w: np.ndarray) -> np.ndarray:
+        return np.linalg.norm(w - self.w_star, axis=-1)
+
+    def mean_gradient(self, w: np.ndarray) -> np.ndarray:
+        return (w @ self.features.T - self.targets) @ self.features / self.n_samples
+
+    def gradient(self, w, randomness, n_aggregated):
+        idx, weight = self._weights(randomness, n_aggregated)
+        xb = self.features[idx]  # (B, m, d)
+        resid = (np.matmul(xb, w[:, :, None])[..., 0] - self.targets[idx]) * weight
+        return np.matmul(resid[:, None, :], xb)[:, 0, :]
+
+
+@dataclass(frozen=True, eq=False)
+class LogisticRegression(_MinibatchProblem):
+    """Binary logistic regression, labels in {0, 1}: ``f(w) = mean(log(1 + e^z) - y z) + (λ/2)‖w‖²``,
+    ``z = X w``, with minibatch gradients of ``batch_size`` rows (with replacement)."""
+
+    features: Any
+    targets: Any
+    batch_size: int = 32
+    w0: Any = 0.0
+    l2: float = 0.0
+    target: float | None = None
+    name: str = "logistic-regression"
+
+    def __post_init__(self) -> None:
+        _set_data(self)
+        if not np.isin(self.targets, (0.0, 1.0)).all():
+            raise ValueError("targets must be labels in {0, 1} for logistic regression")
+        object.__setattr__(self, "l2", check_real("l2", self.l2, low=0.0))
+
+    def init_params(self, batch: int) -> np.ndarray:
+        return np.tile(self.w0, (check_int("batch", batch, low=1), 1))
+
+    def loss(self, w: np.ndarray) -> np.ndarray:
+        z = w @ self.features.T
+        data = np.mean(np.logaddexp(0.0, z) - self.targets * z, axis=-1)
+        return data + 0.5 * self.l2 * np.einsum("bd,bd->b", w, w)
+
+    def mean_gradient(self, w: np.ndarray) -> np.ndarray:
+        resid = _sigmoid(w @ self.features.T) - self.targets
+        return resid @ self.features / self.n_samples + self.l2 * w
+
+    def gradient(self, w, randomness, n_aggregated):
+        idx, weight = self._weights(randomness, n_aggregated)
+        xb = self.features[idx]
+        resid = (_sigmoid(np.matmul(xb, w[:, :, None])[..., 0]) - self.targets[idx]) * weight
+        return np.matmul(resid[:, None, :], xb)[:, 0, :] + self.l2 * w
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * z))
+
+
+def _set_data(problem: Any) -> None:
+    x = check_array("features", problem.features)
+    y = check_array("targets", problem.targets)
+    if x.ndim != 2 or y.shape != (x.shape[0],):
+        raise ValueError(f"features must be (n, d) and targets (n,), got shapes {x.shape} and {y.shape}")
+    set_ = object.__setattr__
+    set_(problem, "features", x)
+    set_(problem, "targets", y)
+    set_(problem, "n_samples", x.shape[0])
+    set_(problem, "dim", x.shape[1])
+    set_(problem, "batch_size", check_int("batch_size", problem.batch_size, low=1))
+    set_(problem, "w0", np.broadcast_to(check_array("w0", problem.w0), (x.shape[1],)).copy())
+
+
+# ------------------------------------------------------------------------------------------ MLP
+@dataclass(frozen=True, eq=False)
+class DigitsMLP(_MinibatchProblem):
+    """A tanh MLP classifier on scikit-learn's bundled digits (1797 8x8 images, inputs in [0, 1]).
+
+    Layers ``64 - hidden - 10``, softmax cross-entropy, minibatch SGD on all 1797 images; the loss is
+    measured on a fixed evaluation subset. Parameters are flattened per configuration as
+    ``[W1 (64, h), b1 (h), W2 (h, 10), b2 (10)]``. Forward and backward are written by hand and batched
+    over configurations: one batched matrix multiply per layer.
+
+    Parameters
+    ----------
+    hidden : int
+        Hidden units (32 in the reference problem).
+    batch_size : int
+        Minibatch size of one gradient (32).
+    eval_size : int
+        Size of the fixed evaluation subset (600).
+    target : float
+        Evaluation loss counted as converged (0.05).
+    seed : int
+        Seeds the initial weights (Glorot uniform) and the evaluation subset; the same for every
+        configuration.
+    """
+
+    hidden: int = 32
+    batch_size: int = 32
+    eval_size: int = 600
+    target: float | None = 0.05
+    seed: int = 0
+    name: str = "digits-mlp"
+
+    def __post_init__(self) -> None:
+        from sklearn.datasets import load_digits
+
+        check_int("hidden", self.hidden, low=1)
+        check_int("batch_size", self.batch_size, low=1)
+        digits = load_digits()
+        x = digits.data / 16.0
+        y = digits.target
+        check_int("eval_size", self.eval_size, low=1, high=x.shape[0])
+        rng = np.random.default_rng(self.seed)
+        eval_idx = np.sort(rng.permutation(x.shape[0])[: self.eval_size])
+        h = self.hidden
+        set_ = object.__setattr__
+        set_(self, "features", x)
+        set_(self, "onehot", np.eye(10)[y])
+        set_(self, "labels", y)
+        set_(self, "eval_idx", eval_idx)
+        set_(self, "n_samples", x.shape[0])
+        set_(self, "shapes", ((64, h), (h,), (h, 10), (10,)))
+        set_(self, "dim", 64 * h + h + 10 * h + 10)
+        limits = (np.sqrt(6.0 / (64 + h)), 0.0, np.sqrt(6.0 / (h + 10)), 0.0)
+        parts = [rng.uniform(-a, a, size=np.prod(s)) for a, s in zip(limits, self.shapes, strict=True)]
+        set_(self, "w0", np.concatenate(parts))
+
+    def init_params(self, batch: int) -> np.ndarray:
+        return np.tile(self.w0, (check_int("batch", batch, low=1), 1))
+
+    def unflatten(self, w: np.ndarray) -> list[np.ndarray]:
+        """Split ``(B, d)`` parameters into ``W1 (B, 64, h), b1 (B, h), W2 (B, h, 10), b2 (B, 10)``."""
+        out, start = [], 0
+        for s in self.shapes:
+            size = int(np.prod(s))
+            out.append(w[:, start : start + size].reshape(w.shape[0], *s))
+            start += size
+        return out
+
+    def _forward(self, w: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        w1, b1, w2, b2 = self.unflatten(w)
+        hidden = np.tanh(np.matmul(x, w1) + b1[:, None, :])
+        logits = np.matmul(hidden, w2) + b2[:, None, :]
+        return hidden, logits - logits.max(axis=-1, keepdims=True)
+
+    def _eval(self, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        _, logits = self._forward(w, self.features[self.eval_idx])
+        return logits, self.onehot[self.eval_idx]
+
+    def loss(self, w: np.ndarray) -> np.ndarray:
+        logits, onehot = self._eval(w)
+        log_norm = np.log(np.exp(logits).sum(axis=-1))
+        return np.mean(log_norm - np.einsum("bnk,nk->bn", logits, onehot), axis=-1)
+
+    def accuracy(self, w: np.ndarray) -> np.ndarray:
+        """Fraction of the evaluation subset classified correctly, shape ``(B,)``."""
+        logits, _ = self._eval(w)
+        return np.mean(logits.argmax(axis=-1) == self.labels[self.eval_idx], axis=-1)
+
+    def _batch_gradient(self, w: np.ndarray, x: np.ndarray, onehot: np.ndarray, weight: np.ndarray):
+        """Weighted-mean gradient over per-configuration samples x (B, m, 64), onehot (B, m, 10)."""
+        w1, b1, w2, b2 = self.unflatten(w)
+        hidden, logits = self._forward(w, x)
+        prob = np.exp(logits)
+        prob /= prob.sum(axis=-1, keepdims=True)
+        dlogits = (prob - onehot) * weight[..., None]
+        dhidden = np.matmul(dlogits, w2.transpose(0, 2, 1)) * (1.0 - hidden * hidden)
+        grads = (
+            np.matmul(x.transpose(0, 2, 1), dhidden),
+            dhidden.sum(axis=1),
+            np.matmul(hidden.transpose(0, 2, 1), dlogits),
+            dlogits.sum(axis=1),
+        )
+        return np.concatenate([g.reshape(w.shape[0], -1) for g in grads], axis=1)
+
+    def gradient(self, w, randomness, n_aggregated):
+        idx, weight = self._weights(randomness, n_aggregated)
+        return self._batch_gradient(w, self.features[idx], self.onehot[idx], weight)
+
+    def mean_gradient(self, w: np.ndarray) -> np.ndarray:
+        n = self.n_samples
+        x = np.broadcast_to(self.features, (w.shape[0], n, 64))
+        onehot = np.broadcast_to(self.onehot, (w.shape[0], n, 10))
+        return self._batch_gradient(w, x, onehot, np.full((w.shape[0], n), 1.0 / n))
+
+
+# ------------------------------------------------------------------------------------------ registry
+def make_problem(name: str, **options: Any) -> Problem:
+    """A reference problem of theory.md §2 by name.
+
+    - ``nq50``: d = 50, h = logspace(0, -2, 50), σ = 0.03, w0 = 1, target 1e-3 f(w0); options override
+      (``noise``, ``rotation``, ...).
+    - ``q10``: noiseless, d = 10, h = logspace(0, -log10 κ, 10); option ``kappa`` (5 or 20; default 5).
+    - ``digits-mlp``: :class:`DigitsMLP` with the reference settings; options override.
+
+    >>> make_problem("nq50").dim
+    50
+    """
+    check_choice("name", name, ("nq50", "q10", "digits-mlp"))
+    if name == "nq50":
+        settings = {"curvatures": spectrum(50, 100.0), "noise": 0.03, "name": "nq50"}
+        return NoisyQuadratic(**(settings | options))
+    if name == "q10":
+        kappa = options.pop("kappa", 5.0)
+        settings = {"curvatures": spectrum(10, kappa), "noise": 0.0, "name": f"q10-k{kappa:g}"}
+        return NoisyQuadratic(**(settings | options))
+    return DigitsMLP(**options)

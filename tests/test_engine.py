@@ -1,0 +1,245 @@
+"""The stale-gradient engine: batching, exact recursions, the expected-dynamics mode, divergence."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from asyncsim.cluster import ClusterConfig, simulate
+from asyncsim.engine import StalenessLaw, run
+from asyncsim.measure import contraction_rate, iterations_to_target
+from asyncsim.optim import adam, chain, heavy_ball, nesterov, scale, sgd
+from asyncsim.problems import DigitsMLP, LeastSquares, LogisticRegression, NoisyQuadratic, make_problem
+from asyncsim.trace import Trace
+
+SEEDS = [11, 12, 13, 14]
+
+
+# ------------------------------------------------------------------------------------------ batching
+@pytest.mark.parametrize(
+    "problem",
+    [make_problem("nq50"), NoisyQuadratic(np.logspace(0, -1, 6), noise=0.1, rotation=1)],
+    ids=["diagonal", "dense"],
+)
+def test_batch_equals_single_runs_with_mixed_traces(problem) -> None:
+    traces = [Trace.geometric(m, 300, rng=m) for m in (1, 2, 4, 8)]
+    lrs, mus = np.array([0.05, 0.1, 0.2, 0.3]), np.array([0.9, 0.5, 0.0, -0.5])
+    batch = run(problem, heavy_ball(lrs, mus), traces, 300, rng=SEEDS, record_every=10)
+    for i in range(4):
+        alone = run(problem, heavy_ball(lrs[i], mus[i]), traces[i], 300, rng=[SEEDS[i]], record_every=10)
+        # atol: losses near zero are compared absolutely at 1e-15 of the initial loss
+        np.testing.assert_allclose(batch.loss[:, i], alone.loss[:, 0], rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(batch.final_params[i], alone.final_params[0], rtol=1e-12, atol=1e-15)
+
+
+def test_batch_equals_single_runs_on_the_mlp() -> None:
+    mlp = DigitsMLP(hidden=8)
+    trace = Trace.geometric(4, 60, rng=0)
+    batch = run(mlp, heavy_ball([0.1, 0.3], [0.5, 0.0]), trace, 60, rng=SEEDS[:2], record_every=20)
+    for i, (lr, mu) in enumerate([(0.1, 0.5), (0.3, 0.0)]):
+        alone = run(mlp, heavy_ball(lr, mu), trace, 60, rng=[SEEDS[i]], record_every=20)
+        # batched and single matrix products may round differently: rtol 1e-12, atol 1e-14
+        np.testing.assert_allclose(batch.final_params[i], alone.final_params[0], rtol=1e-12, atol=1e-14)
+
+
+def test_same_seed_same_history_and_different_seed_differs() -> None:
+    nq = make_problem("nq50")
+    trace = Trace.geometric(4, 200, rng=1)
+    a = run(nq, sgd(0.1), trace, 200, rng=5, batch=2)
+    b = run(nq, sgd(0.1), trace, 200, rng=5, batch=2)
+    c = run(nq, sgd(0.1), trace, 200, rng=6, batch=2)
+    np.testing.assert_array_equal(a.loss, b.loss)
+    assert not np.array_equal(a.loss, c.loss)
+    assert not np.array_equal(a.loss[:, 0], a.loss[:, 1])  # configurations draw independent noise
+
+
+# ------------------------------------------------------------------------------------------ heavy ball
+def test_zero_staleness_reproduces_heavy_ball() -> None:
+    h = np.logspace(0, -2, 10)
+    q = NoisyQuadratic(h)
+    lr, mu, steps = 0.5, 0.7, 200
+    hist = run(q, heavy_ball(lr, mu), None, steps, record_every=1, record_params=True)
+    w_prev, w = np.ones(10), np.ones(10)
+    for t in range(steps):
+        w, w_prev = w - lr * h * w + mu * (w - w_prev), w
+        np.testing.assert_allclose(hist.params[t + 1, 0], w, rtol=1e-12)
+
+
+@pytest.mark.parametrize(("mu", "kappa"), [(0.25, 5.0), (0.5, 20.0), (0.81, 100.0)])
+def test_robust_region_contracts_at_root_mu(mu: float, kappa: float) -> None:
+    h = np.logspace(0, -np.log10(kappa), 10)
+    low, high = (1 - np.sqrt(mu)) ** 2 / h.min(), (1 + np.sqrt(mu)) ** 2 / h.max()
+    if not 1.1 * low < high / 1.1:
+        pytest.fail("test setup: the region is too narrow for a step 10% inside both bounds")
+    lr = np.sqrt(1.1 * low * high / 1.1)  # geometric middle, at least 10% inside both
+    steps = 400
+    hist = run(NoisyQuadratic(h), heavy_ball(lr, mu), None, steps, record_every=1)
+    rate = contraction_rate(hist.distance[50:], hist.steps[50:])
+    np.testing.assert_allclose(rate, np.sqrt(mu), rtol=0.02)
+
+
+# ------------------------------------------------------------------------------------------ expected
+@pytest.mark.parametrize("m", [2, 4, 8])
+@pytest.mark.parametrize("mu_l", [0.0, 0.5, -0.3])
+def test_expected_mode_is_the_momentum_form(m: int, mu_l: float) -> None:
+    q = make_problem("q10", kappa=5)
+    lr, steps, mu_s = 0.1, 120, 1 - 1 / m  # the iterates shrink by at most ~1e3 over the run
+    hist = run(q, heavy_ball(lr, mu_l), StalenessLaw.geometric(m), steps, record_params=True)
+    w = hist.params[:, 0]
+    h = q.curvatures
+    # theory.md §1, exact for t >= 1 with w_{-1} = w_0
+    for t in range(1, steps):
+        older = w[t - 2] if t >= 2 else w[0]
+        step = (mu_l + mu_s) * (w[t] - w[t - 1]) - mu_l * mu_s * (w[t - 1] - older)
+        step -= (1 - mu_s) * lr * h * w[t]
+        # rtol 1e-10 norm-wise: single coordinates cross zero, where elementwise rtol is meaningless
+        error = np.linalg.norm(w[t + 1] - (w[t] + step))
+        assert error <= 1e-10 * np.linalg.norm(w[t + 1]), (t, error)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("m", [2, 4, 8])
+def test_mean_of_realized_runs_follows_the_expected_dynamics(m: int) -> None:
+    q = make_problem("q10", kappa=5)
+    n_runs, steps, lr, mu = 1000, 60, 0.1, 0.3
+    traces = [Trace.geometric(m, steps, rng=seed) for seed in range(n_runs)]
+    realized = run(q, heavy_ball(lr, mu), traces, steps, record_params=True, estimate_momentum=False)
+    expected = run(q, heavy_ball(lr, mu), StalenessLaw.geometric(m), steps, record_params=True)
+    mean = realized.params.mean(axis=1)
+    stderr = realized.params.std(axis=1) / np.sqrt(n_runs)
+    gap = np.abs(mean - expected.params[:, 0])
+    # 5 standard errors per coordinate and step, plus rounding
+    assert np.all(gap <= 5 * stderr + 1e-12), float(np.max(gap / (stderr + 1e-300)))
+
+
+def test_geometric_law_truncation() -> None:
+    law = StalenessLaw.geometric(16)
+    assert (15 / 16) ** law.pmf.size < 1e-12 <= (15 / 16) ** (law.pmf.size - 1)
+    np.testing.assert_allclose(law.pmf.sum(), 1.0, rtol=1e-15)
+    assert StalenessLaw.geometric(1).pmf.tolist() == [1.0]
+
+
+# ------------------------------------------------------------------------------------------ estimator
+def test_estimator_with_one_writer_returns_mu() -> None:
+    trace = simulate(ClusterConfig(1), 400, rng=0)
+    mus = np.array([-0.5, 0.0, 0.5, 0.9])
+    hist = run(make_problem("nq50"), heavy_ball(0.05, mus), trace, 400, rng=0, record_every=50)
+    np.testing.assert_allclose(hist["total_momentum"][1:], np.tile(mus, (8, 1)), atol=1e-6)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("m", [2, 4, 8])
+def test_estimator_measures_implicit_momentum(m: int) -> None:
+    """At the noise floor the worker-local estimator reads 1 - (1 - μ)/M (spec/yellowfin.md)."""
+    steps = 30000
+    trace = simulate(ClusterConfig(m), steps, rng=m)
+    mus = np.array([-0.5, 0.0, 0.5])
+    hist = run(make_problem("nq50"), heavy_ball(0.05, mus), trace, steps, rng=1, record_every=100)
+    measured = np.median(hist["total_momentum"][100:], axis=0)  # after 10^4 updates of burn-in
+    # tolerance 0.03: the spec's own measurement at M = 4 reads 0.005-0.01 low
+    np.testing.assert_allclose(measured, 1 - (1 - mus) / m, atol=0.03)
+
+
+def test_estimator_in_group_mode_reads_the_group() -> None:
+    trace = simulate(ClusterConfig(4, mode="sync"), 300, rng=0)
+    hist = run(make_problem("nq50"), heavy_ball(0.05, 0.6), trace, 300, rng=0, record_every=100)
+    np.testing.assert_allclose(hist["total_momentum"][1:, 0], 0.6, atol=1e-6)
+
+
+# ------------------------------------------------------------------------------------------ convergence
+def _data_problems():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((200, 8))
+    w_true = rng.standard_normal(8)
+    return {
+        "least-squares": LeastSquares(x, x @ w_true + 0.01 * rng.standard_normal(200)),
+        "logistic": LogisticRegression(x, (x @ w_true > 0).astype(float), l2=0.01),
+    }
+
+
+CONVERGENCE = {
+    # problem: (steps, target loss (None: the problem's own), {optimizer: learning rate}); the rates sit
+    # inside the range that reaches the target both without staleness and with M = 4 (scanned on a
+    # factor-2 grid), so the matrix tests the engine, not the tuning.
+    "nq50": (3000, None, {"sgd": 0.125, "heavy_ball": 0.0625, "nesterov": 0.0625, "adam": 0.004}),
+    "q10": (1000, 1e-6, {"sgd": 0.25, "heavy_ball": 0.125, "nesterov": 0.125, "adam": 0.0156}),
+    "least-squares": (1500, None, {"sgd": 0.03, "heavy_ball": 0.015, "nesterov": 0.015, "adam": 0.008}),
+    # separable data with l2 = 0.01: the regularized optimum is about 0.232
+    "logistic": (1500, 0.25, {"sgd": 0.125, "heavy_ball": 0.0625, "nesterov": 0.0625, "adam": 0.008}),
+    "digits-mlp": (1500, 0.1, {"sgd": 0.25, "heavy_ball": 0.125, "nesterov": 0.125, "adam": 0.008}),
+}
+
+
+def _optimizer(name: str, lr: float):
+    return {
+        "sgd": lambda: chain(scale(1.0), sgd(lr)),
+        "heavy_ball": lambda: heavy_ball(lr, 0.5),
+        "nesterov": lambda: nesterov(lr, 0.5),
+        "adam": lambda: adam(lr),
+    }[name]()
+
+
+@pytest.mark.parametrize("staleness", [1, 4], ids=["no-staleness", "geometric-M4"])
+@pytest.mark.parametrize("name", list(CONVERGENCE))
+def test_convergence_matrix(name: str, staleness: int) -> None:
+    steps, target, lrs = CONVERGENCE[name]
+    problem = _data_problems()[name] if name in ("least-squares", "logistic") else make_problem(name)
+    target = problem.target if target is None else target
+    trace = Trace.geometric(staleness, steps, rng=0)
+    for opt, lr in lrs.items():
+        hist = run(problem, _optimizer(opt, lr), trace, steps, rng=1, record_every=50)
+        assert not hist.diverged[0], opt
+        final = hist.loss[-5:, 0].mean()
+        assert final <= target, f"{opt} on {name}: {final:.3g} > {target:.3g}"
+
+
+# ------------------------------------------------------------------------------------------ divergence
+@pytest.mark.parametrize("dense", [False, True], ids=["elementwise", "dense"])
+def test_divergent_configurations_are_flagged_and_isolated(dense: bool) -> None:
+    problem = make_problem("nq50", rotation=2 if dense else None)
+    trace = Trace.geometric(4, 500, rng=3)
+    lrs = np.array([0.02, 5.0, 0.05, 50.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        grid = run(problem, heavy_ball(lrs, 0.5), trace, 500, rng=SEEDS, record_every=10)
+    assert grid.diverged.tolist() == [False, True, False, True]
+    assert (grid.diverged_at[[1, 3]] > 0).all()
+    its = iterations_to_target(grid, 1e3 * problem.target)
+    assert np.isinf(its[[1, 3]]).all() and np.isfinite(its[[0, 2]]).all()
+    for i in (0, 2):
+        alone = run(problem, heavy_ball(lrs[i], 0.5), trace, 500, rng=[SEEDS[i]], record_every=10)
+        if dense:
+            np.testing.assert_allclose(grid.loss[:, i], alone.loss[:, 0], rtol=1e-12, atol=1e-15)
+        else:
+            np.testing.assert_array_equal(grid.loss[:, i], alone.loss[:, 0])
+    # a frozen configuration stays where it was detected
+    frozen = grid.diverged_at[1] // 10
+    assert np.all(grid.loss[frozen:, 1] == grid.loss[frozen, 1])
+
+
+# ------------------------------------------------------------------------------------------ bad input
+def test_bad_input() -> None:
+    nq = make_problem("nq50")
+    trace = Trace.geometric(2, 50, rng=0)
+    with pytest.raises(ValueError, match="steps must be in"):
+        run(nq, sgd(0.1), trace, 0)
+    with pytest.raises(ValueError, match=r"steps must be <= the trace length \(50\), got 60"):
+        run(nq, sgd(0.1), trace, 60)
+    with pytest.raises(ValueError, match="batch sizes disagree"):
+        run(nq, sgd([0.1, 0.2]), [trace] * 3, 10)
+    with pytest.raises(ValueError, match=r"batch sizes disagree: {.rng.: 3"):
+        run(nq, sgd([0.1, 0.2]), trace, 10, rng=[1, 2, 3])
+    with pytest.raises(ValueError, match=r"momentum must be finite and in \(-1, 1\)"):
+        run(nq, heavy_ball(0.1, 1.2), trace, 10)
+    with pytest.raises(ValueError, match="lr"):
+        run(nq, sgd(0.0), trace, 10)
+    with pytest.raises(ValueError, match="affine gradient"):
+        run(DigitsMLP(hidden=2), sgd(0.1), StalenessLaw.geometric(2), 10)
+    with pytest.raises(TypeError, match="GradientTransformation"):
+        run(nq, lambda g: g, trace, 10)
+    with pytest.raises(ValueError, match="record_every must be in"):
+        run(nq, sgd(0.1), trace, 10, record_every=0)
+    with pytest.raises(ValueError, match="pmf must sum to 1"):
+        StalenessLaw(np.array([0.5, 0.4]))
