@@ -197,7 +197,9 @@ def _configuration_rngs(rng: Any, batch: int) -> tuple[list[np.random.Generator]
     return gens, [getattr(s, "entropy", s) for s in seqs]
 
 
-def _resolve_batch(transform: GradientTransformation, sizes: dict[str, int | None], batch: Any) -> int:
+def _resolve_batch(
+    transform: GradientTransformation, sizes: dict[str, int | None], batch: Any
+) -> int:
     found = {name: n for name, n in sizes.items() if n is not None}
     found["transform hyperparameters"] = transform.batch
     found = {k: v for k, v in found.items() if v is not None}
@@ -246,7 +248,9 @@ def run(
         Keep the parameters at every recorded step (memory R·B·d).
     divergence_factor : float
         A configuration whose loss turns non-finite or exceeds this factor times its initial loss is
-        frozen and flagged. Checked at recorded steps and every ``check_every`` steps.
+        frozen and flagged. Checked at recorded steps and every ``check_every`` steps, together with a
+        ``diverged`` (B,) flag the transformation's state may record (a tuner whose statistics turned
+        non-finite).
     estimate_momentum : bool or None
         Record the worker-local total-momentum estimate (spec/yellowfin.md); default: where the trace
         has writers and the transformation records ``lr``.
@@ -265,13 +269,17 @@ def run(
     if record_every is not None:
         record_every = check_int("record_every", record_every, low=1)
     if not isinstance(transform, GradientTransformation):
-        raise TypeError(f"transform must be a GradientTransformation, got {type(transform).__name__}")
+        raise TypeError(
+            f"transform must be a GradientTransformation, got {type(transform).__name__}"
+        )
 
     sources = [trace] if trace is None or isinstance(trace, Trace | StalenessLaw) else list(trace)
     expected = isinstance(sources[0], StalenessLaw)
     kind = StalenessLaw if expected else Trace
     if not all(isinstance(s, kind) for s in sources) and sources != [None]:
-        raise TypeError("trace must be Traces, StalenessLaws (not mixed), a single one of them, or None")
+        raise TypeError(
+            "trace must be Traces, StalenessLaws (not mixed), a single one of them, or None"
+        )
     if sources == [None]:
         sources = [Trace.from_staleness(np.zeros(steps, dtype=np.int64))]
         kind = Trace
@@ -297,15 +305,20 @@ def run(
     else:
         table = _Lockstep(sources, steps, b)
         ring_size = table.ring_size
-    ring = np.empty((ring_size, b, problem.dim))
-    ring[:] = w0
+    ring = np.zeros((ring_size, b, problem.dim))
+    if expected:
+        ring[:] = w0  # reads before the start see w_0
+    else:
+        ring[0] = w0  # a trace reads only versions already written
     if table is not None:
         table.ring = ring
 
     state = transform.init(w0)
     recorded = record_of(state)
     if estimate_momentum is None:
-        estimate_momentum = table is not None and bool((table.writer >= 0).all()) and "lr" in recorded
+        estimate_momentum = (
+            table is not None and bool((table.writer >= 0).all()) and "lr" in recorded
+        )
     if estimate_momentum and (table is None or "lr" not in recorded):
         raise ValueError("estimate_momentum needs a trace with writers and a transform with an lr")
     estimator = None
@@ -339,6 +352,9 @@ def run(
         nonlocal frozen
         loss = problem.loss(w)
         newly = ~diverged & ~(loss <= bound)  # catches NaN
+        flagged = record_of(state).get("diverged")
+        if flagged is not None:
+            newly |= ~diverged & np.asarray(flagged, dtype=bool)
         if newly.any():
             diverged[newly] = True
             diverged_at[newly] = t
@@ -359,6 +375,11 @@ def run(
         chunk = max(1, min(steps, _DRAW_BUDGET // max(1, b * per_step)))
         rows = np.arange(b)
         next_record = 1
+        if table is not None:
+            read_slot = table.read_version % ring_size
+            n_aggregated = table.n_aggregated
+            if table.shared:  # Python ints index fastest
+                read_slot, n_aggregated = read_slot.tolist(), n_aggregated.tolist()
         for t in range(steps):
             cur = ring[t % ring_size]
             if expected:
@@ -373,10 +394,9 @@ def run(
                 if t - block_start >= chunk or t == 0:
                     block = problem.draw(gens, min(chunk, steps - t), k_max)
                     block_start = t
-                version = table.read_version[t]
-                read = ring[version % ring_size] if table.shared else ring[version % ring_size, rows]
+                read = ring[read_slot[t]] if table.shared else ring[read_slot[t], rows]
                 noise = None if block is None else block[:, t - block_start]
-                grads = problem.gradient(read, noise, table.n_aggregated[t])
+                grads = problem.gradient(read, noise, n_aggregated[t])
                 context = _Context(table, t, read)
             updates, state = transform.update(grads, state, cur, context)
             if frozen:

@@ -14,8 +14,8 @@ import numpy as np
 from asyncsim._validate import check_array, check_int, check_real
 
 __all__ = [
-    "contraction_rate",
     "MomentumEstimate",
+    "contraction_rate",
     "iterations_to_target",
     "momentum_estimate",
     "momentum_estimator_init",
@@ -44,7 +44,9 @@ class MomentumEstimate(NamedTuple):
     beta: float
 
 
-def momentum_estimator_init(params: np.ndarray, n_writers: int, beta: float = 0.99) -> MomentumEstimate:
+def momentum_estimator_init(
+    params: np.ndarray, n_writers: int, beta: float = 0.99
+) -> MomentumEstimate:
     """Empty estimator for parameters ``(B, d)`` written by ``n_writers`` workers (or groups)."""
     check_int("n_writers", n_writers, low=1)
     check_real("beta", beta, low=0.0, high=1.0, high_open=True)

@@ -66,9 +66,13 @@ class GradientTransformation(NamedTuple):
 
 def implied_batch(*values: Any) -> int | None:
     """The batch size that array-valued hyperparameters imply; raises if they disagree."""
-    sizes = {int(np.size(v)) for v in values if v is not None and np.ndim(v) == 1 and np.size(v) != 1}
+    sizes = {
+        int(np.size(v)) for v in values if v is not None and np.ndim(v) == 1 and np.size(v) != 1
+    }
     if len(sizes) > 1:
-        raise ValueError(f"array hyperparameters must share one batch size, got sizes {sorted(sizes)}")
+        raise ValueError(
+            f"array hyperparameters must share one batch size, got sizes {sorted(sizes)}"
+        )
     return sizes.pop() if sizes else None
 
 
@@ -162,7 +166,9 @@ def _momentum(lr: Any, momentum: Any, nesterov_form: bool) -> GradientTransforma
         return MomentumState(
             np.zeros_like(params),
             hyperparameter("lr", lr, b, low=0.0, low_open=True),
-            hyperparameter("momentum", momentum, b, low=-1.0, high=1.0, low_open=True, high_open=True),
+            hyperparameter(
+                "momentum", momentum, b, low=-1.0, high=1.0, low_open=True, high_open=True
+            ),
         )
 
     def update(grads, state, params, context=None):

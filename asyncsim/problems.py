@@ -1,10 +1,10 @@
 """Objectives with batched gradient oracles over parameters shaped ``(B, d)``.
 
-A problem separates its randomness from its arithmetic so that a batch of B configurations equals B single
-runs: ``draw(rngs, steps, max_aggregated)`` draws a block of randomness for ``steps`` updates, one generator
-per configuration, and ``gradient(w, randomness, n_aggregated)`` is then a pure
-function of its arguments (shape ``(B, steps, ...)``). Reference problems of theory.md §2 are available by name through
-:func:`make_problem`: ``nq50``, ``q10`` and ``digits-mlp``.
+A problem separates its randomness from its arithmetic so that a batch of B configurations equals B
+single runs: ``draw(rngs, steps, max_aggregated)`` draws a block of randomness for ``steps`` updates,
+one generator per configuration (shape ``(B, steps, ...)``), and ``gradient(w, randomness,
+n_aggregated)`` is then a pure function of its arguments. Reference problems of theory.md §2 are
+available by name through :func:`make_problem`: ``nq50``, ``q10`` and ``digits-mlp``.
 """
 
 from __future__ import annotations
@@ -138,6 +138,7 @@ class NoisyQuadratic(Problem):
         for name in ("w0", "w_star"):
             vec = np.broadcast_to(check_array(name, getattr(self, name)), (d,)).astype(np.float64)
             set_(self, name, vec)
+        set_(self, "shifted", bool(self.w_star.any()))
         if self.rotation is not None:
             q, r = np.linalg.qr(np.random.default_rng(self.rotation).standard_normal((d, d)))
             q *= np.sign(np.diag(r))
@@ -165,12 +166,8 @@ class NoisyQuadratic(Problem):
     def mean_gradient(self, w: np.ndarray) -> np.ndarray:
         return self._hx(w - self.w_star)
 
-    @property
-    def _shifted(self) -> bool:
-        return bool(self.w_star.any())
-
     def gradient(self, w, randomness, n_aggregated):
-        g = self._hx(w - self.w_star if self._shifted else w)
+        g = self._hx(w - self.w_star if self.shifted else w)
         if randomness is None:
             return g
         if np.ndim(n_aggregated):
@@ -311,7 +308,9 @@ def _set_data(problem: Any) -> None:
     x = check_array("features", problem.features)
     y = check_array("targets", problem.targets)
     if x.ndim != 2 or y.shape != (x.shape[0],):
-        raise ValueError(f"features must be (n, d) and targets (n,), got shapes {x.shape} and {y.shape}")
+        raise ValueError(
+            f"features must be (n, d) and targets (n,), got shapes {x.shape} and {y.shape}"
+        )
     set_ = object.__setattr__
     set_(problem, "features", x)
     set_(problem, "targets", y)
@@ -373,57 +372,70 @@ class DigitsMLP(_MinibatchProblem):
         set_(self, "n_samples", x.shape[0])
         set_(self, "shapes", ((64, h), (h,), (h, 10), (10,)))
         set_(self, "dim", 64 * h + h + 10 * h + 10)
+        ends = np.cumsum([int(np.prod(shape)) for shape in self.shapes])
+        set_(self, "bounds", tuple(zip((0, *ends[:-1].tolist()), ends.tolist(), strict=True)))
         limits = (np.sqrt(6.0 / (64 + h)), 0.0, np.sqrt(6.0 / (h + 10)), 0.0)
-        parts = [rng.uniform(-a, a, size=np.prod(s)) for a, s in zip(limits, self.shapes, strict=True)]
+        parts = [
+            rng.uniform(-a, a, size=np.prod(s)) for a, s in zip(limits, self.shapes, strict=True)
+        ]
         set_(self, "w0", np.concatenate(parts))
 
     def init_params(self, batch: int) -> np.ndarray:
         return np.tile(self.w0, (check_int("batch", batch, low=1), 1))
 
     def unflatten(self, w: np.ndarray) -> list[np.ndarray]:
-        """Split ``(B, d)`` parameters into ``W1 (B, 64, h), b1 (B, h), W2 (B, h, 10), b2 (B, 10)``."""
-        out, start = [], 0
-        for s in self.shapes:
-            size = int(np.prod(s))
-            out.append(w[:, start : start + size].reshape(w.shape[0], *s))
-            start += size
-        return out
+        """Split ``(B, d)`` parameters into views ``W1 (B, 64, h), b1 (B, h), W2 (B, h, 10), b2 (B, 10)``."""
+        return [
+            w[:, a:z].reshape(w.shape[0], *s)
+            for (a, z), s in zip(self.bounds, self.shapes, strict=True)
+        ]
 
     def _forward(self, w: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Hidden activations (B, m, h) and max-shifted logits (B, m, 10) for inputs x (B, m, 64), or
+        for shared inputs x (m, 64) evaluated by every configuration (one product for all of them)."""
         w1, b1, w2, b2 = self.unflatten(w)
-        hidden = np.tanh(np.matmul(x, w1) + b1[:, None, :])
-        logits = np.matmul(hidden, w2) + b2[:, None, :]
-        return hidden, logits - logits.max(axis=-1, keepdims=True)
-
-    def _eval(self, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        _, logits = self._forward(w, self.features[self.eval_idx])
-        return logits, self.onehot[self.eval_idx]
+        if x.ndim == 2:
+            b, h = w1.shape[0], self.hidden
+            wide = x @ w1.transpose(1, 0, 2).reshape(64, b * h)  # (m, B*h)
+            pre = wide.reshape(x.shape[0], b, h).transpose(1, 0, 2)
+        else:
+            pre = np.matmul(x, w1)
+        pre += b1[:, None, :]
+        hidden = np.tanh(pre, out=pre)
+        logits = np.matmul(hidden, w2)
+        logits += b2[:, None, :]
+        logits -= logits.max(axis=-1, keepdims=True)
+        return hidden, logits
 
     def loss(self, w: np.ndarray) -> np.ndarray:
-        logits, onehot = self._eval(w)
+        _, logits = self._forward(w, self.features[self.eval_idx])
         log_norm = np.log(np.exp(logits).sum(axis=-1))
-        return np.mean(log_norm - np.einsum("bnk,nk->bn", logits, onehot), axis=-1)
+        picked = np.take_along_axis(logits, self.labels[self.eval_idx][None, :, None], axis=-1)
+        return np.mean(log_norm - picked[..., 0], axis=-1)
 
     def accuracy(self, w: np.ndarray) -> np.ndarray:
         """Fraction of the evaluation subset classified correctly, shape ``(B,)``."""
-        logits, _ = self._eval(w)
+        _, logits = self._forward(w, self.features[self.eval_idx])
         return np.mean(logits.argmax(axis=-1) == self.labels[self.eval_idx], axis=-1)
 
     def _batch_gradient(self, w: np.ndarray, x: np.ndarray, onehot: np.ndarray, weight: np.ndarray):
         """Weighted-mean gradient over per-configuration samples x (B, m, 64), onehot (B, m, 10)."""
-        w1, b1, w2, b2 = self.unflatten(w)
+        w2 = self.unflatten(w)[2]
         hidden, logits = self._forward(w, x)
-        prob = np.exp(logits)
+        prob = np.exp(logits, out=logits)
         prob /= prob.sum(axis=-1, keepdims=True)
-        dlogits = (prob - onehot) * weight[..., None]
-        dhidden = np.matmul(dlogits, w2.transpose(0, 2, 1)) * (1.0 - hidden * hidden)
-        grads = (
-            np.matmul(x.transpose(0, 2, 1), dhidden),
-            dhidden.sum(axis=1),
-            np.matmul(hidden.transpose(0, 2, 1), dlogits),
-            dlogits.sum(axis=1),
-        )
-        return np.concatenate([g.reshape(w.shape[0], -1) for g in grads], axis=1)
+        prob -= onehot
+        dlogits = prob
+        dlogits *= weight[..., None]
+        dhidden = np.matmul(dlogits, w2.transpose(0, 2, 1))
+        dhidden *= 1.0 - hidden * hidden
+        out = np.empty_like(w)
+        g1, gb1, g2, gb2 = self.unflatten(out)
+        np.matmul(x.transpose(0, 2, 1), dhidden, out=g1)
+        dhidden.sum(axis=1, out=gb1)
+        np.matmul(hidden.transpose(0, 2, 1), dlogits, out=g2)
+        dlogits.sum(axis=1, out=gb2)
+        return out
 
     def gradient(self, w, randomness, n_aggregated):
         idx, weight = self._weights(randomness, n_aggregated)

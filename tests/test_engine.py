@@ -11,7 +11,13 @@ from asyncsim.cluster import ClusterConfig, simulate
 from asyncsim.engine import StalenessLaw, run
 from asyncsim.measure import contraction_rate, iterations_to_target
 from asyncsim.optim import adam, chain, heavy_ball, nesterov, scale, sgd
-from asyncsim.problems import DigitsMLP, LeastSquares, LogisticRegression, NoisyQuadratic, make_problem
+from asyncsim.problems import (
+    DigitsMLP,
+    LeastSquares,
+    LogisticRegression,
+    NoisyQuadratic,
+    make_problem,
+)
 from asyncsim.trace import Trace
 
 SEEDS = [11, 12, 13, 14]
@@ -28,10 +34,14 @@ def test_batch_equals_single_runs_with_mixed_traces(problem) -> None:
     lrs, mus = np.array([0.05, 0.1, 0.2, 0.3]), np.array([0.9, 0.5, 0.0, -0.5])
     batch = run(problem, heavy_ball(lrs, mus), traces, 300, rng=SEEDS, record_every=10)
     for i in range(4):
-        alone = run(problem, heavy_ball(lrs[i], mus[i]), traces[i], 300, rng=[SEEDS[i]], record_every=10)
+        alone = run(
+            problem, heavy_ball(lrs[i], mus[i]), traces[i], 300, rng=[SEEDS[i]], record_every=10
+        )
         # atol: losses near zero are compared absolutely at 1e-15 of the initial loss
         np.testing.assert_allclose(batch.loss[:, i], alone.loss[:, 0], rtol=1e-12, atol=1e-15)
-        np.testing.assert_allclose(batch.final_params[i], alone.final_params[0], rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(
+            batch.final_params[i], alone.final_params[0], rtol=1e-12, atol=1e-15
+        )
 
 
 def test_batch_equals_single_runs_on_the_mlp() -> None:
@@ -41,7 +51,9 @@ def test_batch_equals_single_runs_on_the_mlp() -> None:
     for i, (lr, mu) in enumerate([(0.1, 0.5), (0.3, 0.0)]):
         alone = run(mlp, heavy_ball(lr, mu), trace, 60, rng=[SEEDS[i]], record_every=20)
         # batched and single matrix products may round differently: rtol 1e-12, atol 1e-14
-        np.testing.assert_allclose(batch.final_params[i], alone.final_params[0], rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(
+            batch.final_params[i], alone.final_params[0], rtol=1e-12, atol=1e-14
+        )
 
 
 def test_same_seed_same_history_and_different_seed_differs() -> None:
@@ -105,7 +117,9 @@ def test_mean_of_realized_runs_follows_the_expected_dynamics(m: int) -> None:
     q = make_problem("q10", kappa=5)
     n_runs, steps, lr, mu = 1000, 60, 0.1, 0.3
     traces = [Trace.geometric(m, steps, rng=seed) for seed in range(n_runs)]
-    realized = run(q, heavy_ball(lr, mu), traces, steps, record_params=True, estimate_momentum=False)
+    realized = run(
+        q, heavy_ball(lr, mu), traces, steps, record_params=True, estimate_momentum=False
+    )
     expected = run(q, heavy_ball(lr, mu), StalenessLaw.geometric(m), steps, record_params=True)
     mean = realized.params.mean(axis=1)
     stderr = realized.params.std(axis=1) / np.sqrt(n_runs)
@@ -165,9 +179,17 @@ CONVERGENCE = {
     # factor-2 grid), so the matrix tests the engine, not the tuning.
     "nq50": (3000, None, {"sgd": 0.125, "heavy_ball": 0.0625, "nesterov": 0.0625, "adam": 0.004}),
     "q10": (1000, 1e-6, {"sgd": 0.25, "heavy_ball": 0.125, "nesterov": 0.125, "adam": 0.0156}),
-    "least-squares": (1500, None, {"sgd": 0.03, "heavy_ball": 0.015, "nesterov": 0.015, "adam": 0.008}),
+    "least-squares": (
+        1500,
+        None,
+        {"sgd": 0.03, "heavy_ball": 0.015, "nesterov": 0.015, "adam": 0.008},
+    ),
     # separable data with l2 = 0.01: the regularized optimum is about 0.232
-    "logistic": (1500, 0.25, {"sgd": 0.125, "heavy_ball": 0.0625, "nesterov": 0.0625, "adam": 0.008}),
+    "logistic": (
+        1500,
+        0.25,
+        {"sgd": 0.125, "heavy_ball": 0.0625, "nesterov": 0.0625, "adam": 0.008},
+    ),
     "digits-mlp": (1500, 0.1, {"sgd": 0.25, "heavy_ball": 0.125, "nesterov": 0.125, "adam": 0.008}),
 }
 
@@ -185,7 +207,9 @@ def _optimizer(name: str, lr: float):
 @pytest.mark.parametrize("name", list(CONVERGENCE))
 def test_convergence_matrix(name: str, staleness: int) -> None:
     steps, target, lrs = CONVERGENCE[name]
-    problem = _data_problems()[name] if name in ("least-squares", "logistic") else make_problem(name)
+    problem = (
+        _data_problems()[name] if name in ("least-squares", "logistic") else make_problem(name)
+    )
     target = problem.target if target is None else target
     trace = Trace.geometric(staleness, steps, rng=0)
     for opt, lr in lrs.items():

@@ -64,7 +64,9 @@ def test_linear_models_gradient(kind: str) -> None:
     # every sample drawn once with weight 1/n: the minibatch gradient equals the full gradient
     everything = np.arange(40)[None, :]
     full_batch = type(problem)(**{**_fields(problem), "batch_size": 40})
-    np.testing.assert_allclose(full_batch.gradient(w, everything, 1), problem.mean_gradient(w), rtol=1e-12)
+    np.testing.assert_allclose(
+        full_batch.gradient(w, everything, 1), problem.mean_gradient(w), rtol=1e-12
+    )
 
 
 def _fields(problem) -> dict:
@@ -79,7 +81,9 @@ def test_mixed_aggregation_uses_k_minibatches() -> None:
     w = problem.init_params(2) + 0.1 * rng.standard_normal((2, problem.dim))
     idx = rng.integers(0, problem.n_samples, size=(2, 6))  # room for k = 3
     mixed = problem.gradient(w, idx.copy(), np.array([1, 3]))
-    np.testing.assert_allclose(mixed[0], problem.gradient(w[:1], idx[:1, :2].copy(), 1)[0], rtol=1e-12)
+    np.testing.assert_allclose(
+        mixed[0], problem.gradient(w[:1], idx[:1, :2].copy(), 1)[0], rtol=1e-12
+    )
     np.testing.assert_allclose(mixed[1], problem.gradient(w[1:], idx[1:].copy(), 3)[0], rtol=1e-12)
 
 
