@@ -187,7 +187,12 @@ def _configuration_rngs(rng: Any, batch: int) -> tuple[list[np.random.Generator]
     if isinstance(rng, Sequence) and not isinstance(rng, str):
         if len(rng) != batch:
             raise ValueError(f"rng must be one seed or a sequence of {batch} seeds, got {len(rng)}")
-        seqs = [r if isinstance(r, np.random.Generator) else np.random.SeedSequence(r) for r in rng]
+        seqs = [
+            r
+            if isinstance(r, np.random.Generator | np.random.SeedSequence)
+            else np.random.SeedSequence(r)
+            for r in rng
+        ]
     elif isinstance(rng, np.random.Generator):
         seqs = rng.spawn(batch)
     else:
@@ -224,6 +229,7 @@ def run(
     estimate_momentum: bool | None = None,
     momentum_beta: float = 0.99,
     batch: int | None = None,
+    stop_at: float | None = None,
 ) -> History:
     """Run stale-gradient SGD for B configurations at once.
 
@@ -258,6 +264,9 @@ def run(
         EMA factor β_m of the estimator.
     batch : int or None
         The number of configurations, if nothing else implies it.
+    stop_at : float or None
+        Stop early, at a recorded step, once every configuration has diverged or has had a recorded
+        loss at or below this value (the history then ends there).
 
     Returns
     -------
@@ -375,6 +384,7 @@ def run(
         chunk = max(1, min(steps, _DRAW_BUDGET // max(1, b * per_step)))
         rows = np.arange(b)
         next_record = 1
+        reached = np.zeros(b, dtype=bool)
         if table is not None:
             read_slot = table.read_version % ring_size
             n_aggregated = table.n_aggregated
@@ -407,14 +417,20 @@ def run(
                 lr = record_of(state)["lr"]
                 estimator = momentum_estimator_update(estimator, context, grads, lr)
             if next_record < len(record_steps) and record_steps[next_record] == t + 1:
-                record(t + 1, new, check(t + 1, new))
+                loss = check(t + 1, new)
+                record(t + 1, new, loss)
                 next_record += 1
+                if stop_at is not None:
+                    reached |= loss <= stop_at
+                    if (reached | diverged).all():
+                        steps = t + 1
+                        break
             elif (t + 1) % check_every == 0:
                 check(t + 1, new)
 
     final = ring[steps % ring_size].copy()
     return History(
-        steps=np.asarray(record_steps, dtype=np.int64),
+        steps=np.asarray(record_steps[:next_record], dtype=np.int64),
         loss=np.array(rec["loss"]),
         distance=None if rec["distance"][0] is None else np.array(rec["distance"]),
         values={name: np.array(v) for name, v in rec_values.items()},

@@ -1,0 +1,352 @@
+"""Grids over workers (or compute groups) x learning rate x momentum x seeds, as batched engine runs.
+
+A :class:`Sweep` describes the grid; :func:`run_sweep` runs it one *chunk* at a time (one staleness
+point and one seed: every (α, μ) pair of the grid in one batched engine call, sharing the chunk's trace
+and its gradient noise: common random numbers, which make the comparison across hyperparameters sharp).
+Each finished chunk is written to the output folder at once (atomic rename), so an interrupted sweep,
+run again with the same arguments, skips what is done and loses nothing. Chunks run on any
+``concurrent.futures.Executor`` (local processes by default, each with one BLAS thread; a Dask cluster
+through ``client.get_executor()``); the table does not depend on the executor.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from concurrent.futures import Executor, ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from asyncsim._validate import check_array, check_choice, check_int
+from asyncsim.cluster import ClusterConfig, simulate
+from asyncsim.engine import run
+from asyncsim.measure import iterations_to_target, time_to_target
+from asyncsim.optim import adam, heavy_ball, nesterov
+from asyncsim.problems import make_problem
+from asyncsim.trace import Trace
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["COLUMNS", "Sweep", "SweepResult", "run_sweep"]
+
+#: Columns of the tidy table, one row per configuration and seed.
+COLUMNS = (
+    "point",
+    "workers",
+    "groups",
+    "lr",
+    "momentum",
+    "seed",
+    "iterations",
+    "final_loss",
+    "diverged",
+    "time_to_target",
+    "time_per_update",
+)
+
+_OPTIMIZERS = {"heavy_ball": heavy_ball, "nesterov": nesterov, "adam": None}
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A grid of runs of one reference problem.
+
+    Parameters
+    ----------
+    problem : str
+        A reference problem name (:func:`asyncsim.problems.make_problem`), with ``problem_options``.
+    workers : tuple of int
+        The staleness points: M workers each (with ``cluster``, the cluster's worker count), or, when
+        ``groups`` is given, a single M split into each number of groups.
+    groups : tuple of int or None
+        Compute groups g (each must divide M) for a cluster of ``workers[0]`` workers.
+    staleness : {"geometric", "cluster"}
+        ``geometric``: i.i.d. staleness with the queueing law (theory.md §1), no clock beyond one unit
+        per update per worker; ``cluster``: event traces from the SimPy model of ``cluster`` (default
+        exponential compute).
+    cluster : ClusterConfig or None
+        Template for ``cluster`` staleness; its worker count and mode are set per point.
+    lrs, momenta : tuple of float
+        The grid of step sizes α and momenta μ (heavy ball; for Adam μ is ignored).
+    seeds : int
+        Seeds per configuration (chunks per point).
+    steps : int
+        Updates per run (runs stop early once every configuration met the target or diverged).
+    record_every : int
+        Resolution of iterations to target.
+    target : float or None
+        Loss target (default: the problem's).
+    ema : float or None
+        Trailing-EMA β for noisy losses in iterations to target.
+    optimizer : {"heavy_ball", "nesterov", "adam"}
+    seed : int
+        Root seed; chunk (p, s) draws from ``SeedSequence([seed, p, s])``.
+    """
+
+    problem: str
+    lrs: tuple[float, ...]
+    momenta: tuple[float, ...] = (0.0,)
+    workers: tuple[int, ...] = (1,)
+    groups: tuple[int, ...] | None = None
+    staleness: str = "geometric"
+    cluster: ClusterConfig | None = None
+    seeds: int = 1
+    steps: int = 1000
+    record_every: int = 10
+    target: float | None = None
+    ema: float | None = None
+    optimizer: str = "heavy_ball"
+    problem_options: tuple[tuple[str, Any], ...] = ()
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        for name in ("lrs", "momenta"):
+            values = check_array(name, getattr(self, name))
+            if values.ndim != 1 or values.size == 0:
+                raise ValueError(f"{name} must be a non-empty sequence of numbers")
+            set_(self, name, tuple(float(v) for v in values))
+        check_array("lrs", self.lrs, low=0.0, low_open=True)
+        check_array("momenta", self.momenta, low=-1.0, high=1.0, low_open=True, high_open=True)
+        set_(self, "workers", tuple(check_int("workers", m, low=1) for m in self.workers))
+        if self.groups is not None:
+            m = self.workers[0]
+            for g in self.groups:
+                if check_int("groups", g, low=1) > m or m % g:
+                    raise ValueError(f"groups must divide workers[0] = {m}, got {g}")
+            set_(self, "groups", tuple(int(g) for g in self.groups))
+        check_choice("staleness", self.staleness, ("geometric", "cluster"))
+        if self.groups is not None and self.staleness != "cluster":
+            raise ValueError("groups need staleness='cluster' (a cluster model to group)")
+        check_choice("optimizer", self.optimizer, tuple(_OPTIMIZERS))
+        for name in ("seeds", "steps", "record_every"):
+            check_int(name, getattr(self, name), low=1)
+        make_problem(self.problem, **dict(self.problem_options))  # validates name and options
+
+    def points(self) -> list[tuple[int, int]]:
+        """The staleness points as (workers M, groups g)."""
+        if self.groups is not None:
+            return [(self.workers[0], g) for g in self.groups]
+        return [(m, m) for m in self.workers]
+
+    def chunks(self) -> list[tuple[int, int]]:
+        """Every (point index, seed index)."""
+        return [(p, s) for p in range(len(self.points())) for s in range(self.seeds)]
+
+    def to_json(self) -> str:
+        fields = dataclasses.asdict(self)
+        fields["cluster"] = repr(self.cluster)
+        return json.dumps(fields, sort_keys=True, default=repr)
+
+
+@dataclass(frozen=True, eq=False)
+class SweepResult:
+    """The tidy table: one NumPy column per name in :data:`COLUMNS`, rows sorted by (point, seed,
+    lr, momentum)."""
+
+    columns: dict[str, np.ndarray]
+    sweep: Sweep
+
+    def __len__(self) -> int:
+        return len(self.columns["lr"])
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.columns[name]
+
+    def to_frame(self) -> pd.DataFrame:
+        import pandas as pd
+
+        return pd.DataFrame(self.columns)
+
+    def median_iterations(self) -> np.ndarray:
+        """Median over seeds of iterations to target, shape (points, lrs, momenta) (inf if a majority
+        never got there)."""
+        shape = (
+            len(self.sweep.points()),
+            self.sweep.seeds,
+            len(self.sweep.lrs),
+            len(self.sweep.momenta),
+        )
+        return np.median(self.columns["iterations"].reshape(shape), axis=1)
+
+    def best(self, momenta: Any = None) -> dict[str, np.ndarray]:
+        """Per point, the (α, μ) with the fewest median iterations (over the given momenta, default
+        all): arrays of shape (points,) under ``lr``, ``momentum``, ``iterations``."""
+        med = self.median_iterations()
+        allowed = np.isin(self.sweep.momenta, self.sweep.momenta if momenta is None else momenta)
+        med = np.where(allowed[None, None, :], med, np.inf)
+        flat = med.reshape(med.shape[0], -1)
+        arg = np.argmin(flat, axis=1)
+        i_lr, i_mu = np.unravel_index(arg, med.shape[1:])
+        return {
+            "lr": np.asarray(self.sweep.lrs)[i_lr],
+            "momentum": np.asarray(self.sweep.momenta)[i_mu],
+            "iterations": flat[np.arange(flat.shape[0]), arg],
+        }
+
+
+def _chunk_trace(sweep: Sweep, point: int, seq: np.random.SeedSequence) -> Trace:
+    m, g = sweep.points()[point]
+    if sweep.staleness == "geometric":
+        return Trace.geometric(m, sweep.steps, rng=np.random.default_rng(seq))
+    template = sweep.cluster or ClusterConfig(m)
+    mode = "async" if g == m else ("sync" if g == 1 else "groups")
+    config = dataclasses.replace(template, n_workers=m, mode=mode, n_groups=g)
+    return simulate(config, sweep.steps, rng=np.random.default_rng(seq))
+
+
+def run_chunk(sweep: Sweep, point: int, seed: int) -> dict[str, np.ndarray]:
+    """Run one chunk: every (α, μ) of the grid at one staleness point and one seed."""
+    trace_seq, noise_seq = np.random.SeedSequence([sweep.seed, point, seed]).spawn(2)
+    trace = _chunk_trace(sweep, point, trace_seq)
+    problem = make_problem(sweep.problem, **dict(sweep.problem_options))
+    lr, mu = (a.ravel() for a in np.meshgrid(sweep.lrs, sweep.momenta, indexing="ij"))
+    transform = adam(lr) if sweep.optimizer == "adam" else _OPTIMIZERS[sweep.optimizer](lr, mu)
+    target = problem.target if sweep.target is None else sweep.target
+    history = run(
+        problem,
+        transform,
+        trace,
+        sweep.steps,
+        rng=[noise_seq] * lr.size,  # common random numbers across the grid
+        record_every=sweep.record_every,
+        estimate_momentum=False,
+        stop_at=target if sweep.ema is None else None,
+    )
+    its = iterations_to_target(history, target, ema=sweep.ema)
+    m, g = sweep.points()[point]
+    b = lr.size
+    return {
+        "point": np.full(b, point),
+        "workers": np.full(b, m),
+        "groups": np.full(b, g),
+        "lr": lr,
+        "momentum": mu,
+        "seed": np.full(b, seed),
+        "iterations": its,
+        "final_loss": history.loss[-1],
+        "diverged": history.diverged,
+        "time_to_target": time_to_target(its, trace.apply_time)
+        if np.isfinite(trace.apply_time).all()
+        else np.full(b, np.nan),
+        "time_per_update": np.full(b, trace.time_per_update),
+    }
+
+
+def _chunk_path(folder: Path, point: int, seed: int) -> Path:
+    return folder / f"chunk-p{point:03d}-s{seed:04d}.npz"
+
+
+def _save_atomic(path: Path, columns: dict[str, np.ndarray]) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **columns)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def _one_blas_thread() -> None:
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)
+
+
+def _progress(total: int, enabled: bool | None, desc: str) -> Any:
+    """A tqdm bar (notebook-aware) when enabled; default on for a terminal, off in CI."""
+    if enabled is None:
+        enabled = sys.stderr.isatty() and not os.environ.get("CI")
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, disable=not enabled, desc=desc, unit="chunk")
+
+
+def run_sweep(
+    sweep: Sweep,
+    out: str | Path | None = None,
+    *,
+    executor: Executor | None = None,
+    jobs: int = 1,
+    progress: bool | None = None,
+) -> SweepResult:
+    """Run every chunk of ``sweep`` not yet on disk and return the whole table.
+
+    Parameters
+    ----------
+    sweep : Sweep
+    out : path or None
+        Folder for finished chunks (created; must hold this same sweep if it exists). None keeps
+        results in memory only.
+    executor : concurrent.futures.Executor or None
+        Where chunks run. None: in this process when ``jobs == 1``, else a local process pool of
+        ``jobs`` processes, each limited to one BLAS thread.
+    jobs : int
+        Processes of the default pool.
+    progress : bool or None
+        Show a progress bar (default: on a terminal, not in CI).
+    """
+    if not isinstance(sweep, Sweep):
+        raise TypeError(f"sweep must be a Sweep, got {type(sweep).__name__}")
+    jobs = check_int("jobs", jobs, low=1)
+    folder = None if out is None else Path(out)
+    done: dict[tuple[int, int], dict[str, np.ndarray]] = {}
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+        spec = folder / "sweep.json"
+        if spec.exists() and spec.read_text() != sweep.to_json():
+            raise ValueError(f"out folder {folder} holds a different sweep; use another folder")
+        spec.write_text(sweep.to_json())
+        for stale in folder.glob("*.tmp"):  # a write that a kill interrupted
+            stale.unlink()
+        for key in sweep.chunks():
+            path = _chunk_path(folder, *key)
+            if path.exists():
+                with np.load(path) as data:
+                    done[key] = {name: data[name] for name in COLUMNS}
+    todo = [key for key in sweep.chunks() if key not in done]
+    with _progress(len(sweep.chunks()), progress, sweep.problem) as bar:
+        bar.update(len(done))
+        for key, columns in _execute(sweep, todo, executor, jobs):
+            if folder is not None:
+                _save_atomic(_chunk_path(folder, *key), columns)
+            done[key] = columns
+            bar.update(1)
+    ordered = [done[key] for key in sweep.chunks()]
+    return SweepResult(
+        {name: np.concatenate([c[name] for c in ordered]) for name in COLUMNS}, sweep
+    )
+
+
+def _execute(
+    sweep: Sweep, todo: list[tuple[int, int]], executor: Executor | None, jobs: int
+) -> Iterator[tuple[tuple[int, int], dict[str, np.ndarray]]]:
+    """Yield finished chunks as they complete."""
+    if not todo:
+        return
+    if executor is None and jobs == 1:
+        for key in todo:
+            yield key, run_chunk(sweep, *key)
+        return
+    owned = executor is None
+    pool = ProcessPoolExecutor(jobs, initializer=_one_blas_thread) if owned else executor
+    try:
+        futures = {pool.submit(run_chunk, sweep, *key): key for key in todo}
+        from concurrent.futures import as_completed
+
+        for future in as_completed(futures):
+            yield futures[future], future.result()
+    finally:
+        if owned:
+            pool.shutdown(cancel_futures=True)
