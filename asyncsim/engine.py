@@ -36,8 +36,8 @@ _DRAW_BUDGET = 1 << 22
 class StalenessLaw:
     """A staleness law ``q_l = P(τ = l)``, l = 0..L-1, for the expected-dynamics mode.
 
-    >>> StalenessLaw.geometric(4).pmf[:3]
-    array([0.25  , 0.1875, 0.1406])
+    >>> StalenessLaw.geometric(4).pmf[:3].round(6).tolist()
+    [0.25, 0.1875, 0.140625]
     """
 
     pmf: np.ndarray

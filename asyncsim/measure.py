@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from asyncsim._validate import check_array, check_int, check_real
+from asyncsim._validate import check_array, check_choice, check_int, check_real
 
 __all__ = [
     "MomentumEstimate",
@@ -106,11 +106,14 @@ def momentum_estimate(est: MomentumEstimate, rel_floor: float = 1e-9) -> np.ndar
 
 
 # ------------------------------------------------------------------------------------------ rates
-def contraction_rate(distance: np.ndarray, steps: np.ndarray, *, window: int = 8) -> np.ndarray:
+def contraction_rate(
+    distance: np.ndarray, steps: np.ndarray, *, window: int = 8, floor: float = 1e-250
+) -> np.ndarray:
     """Per-step contraction of a noiseless run: the slope of the log envelope of ``distance``.
 
     The envelope (a running maximum over ``window`` recorded points) removes the oscillation of complex
-    eigenvalues; a least-squares line through its logarithm against ``steps`` gives ``log ρ``.
+    eigenvalues; a least-squares line through its logarithm against ``steps`` gives ``log ρ``. Each
+    configuration uses its recorded points up to the first one below ``floor`` (underflow) or not finite.
 
     Parameters
     ----------
@@ -122,23 +125,24 @@ def contraction_rate(distance: np.ndarray, steps: np.ndarray, *, window: int = 8
     Returns
     -------
     ndarray (B,)
-        ρ, the measured rate per step (NaN where the distance is not finite and positive throughout).
+        ρ, the measured rate per step (NaN where fewer than ``window + 2`` usable points remain).
     """
     window = check_int("window", window, low=1)
     distance = np.asarray(distance, dtype=np.float64)
-    if distance.shape[0] < window + 2:
-        raise ValueError(
-            f"need at least window + 2 = {window + 2} recorded points, got {distance.shape[0]}"
-        )
+    steps = np.asarray(steps, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         logd = np.log(distance)
-    view = np.lib.stride_tricks.sliding_window_view(logd, window, axis=0)
-    envelope = view.max(axis=-1)
-    x = np.asarray(steps, dtype=np.float64)[window - 1 :]
-    x = x - x.mean()
-    slope = (x @ (envelope - envelope.mean(axis=0))) / (x @ x)
-    ok = np.isfinite(logd).all(axis=0)
-    return np.where(ok, np.exp(slope), np.nan)
+    usable = np.isfinite(logd) & (distance > floor)
+    length = np.where(usable.all(axis=0), usable.shape[0], np.argmin(usable, axis=0))
+    rates = np.full(distance.shape[1], np.nan)
+    for b in range(distance.shape[1]):
+        n = length[b]
+        if n < window + 2:
+            continue
+        envelope = np.lib.stride_tricks.sliding_window_view(logd[:n, b], window).max(axis=-1)
+        x = steps[window - 1 : n] - steps[window - 1 : n].mean()
+        rates[b] = np.exp((x @ (envelope - envelope.mean())) / (x @ x))
+    return rates
 
 
 # ------------------------------------------------------------------------------------------ targets
@@ -154,7 +158,9 @@ def trailing_ema(values: np.ndarray, beta: float) -> np.ndarray:
     return out
 
 
-def iterations_to_target(history: Any, target: Any, *, ema: float | None = None) -> np.ndarray:
+def iterations_to_target(
+    history: Any, target: Any, *, ema: float | None = None, metric: str = "loss"
+) -> np.ndarray:
     """The first recorded step whose loss is at or below ``target``, per configuration (B,).
 
     Parameters
@@ -166,6 +172,9 @@ def iterations_to_target(history: Any, target: Any, *, ema: float | None = None)
     ema : float or None
         For noisy losses: compare a zero-debiased trailing EMA with this β over the recorded points
         instead of the raw loss.
+    metric : {"loss", "distance"}
+        ``distance`` compares the relative distance ``‖w_t - w*‖ / ‖w_0 - w*‖`` with the target instead
+        (the single-run criterion of theory.md §1).
 
     Returns
     -------
@@ -173,7 +182,13 @@ def iterations_to_target(history: Any, target: Any, *, ema: float | None = None)
         Updates until the target was first met; ``inf`` if never, or if the configuration diverged.
     """
     target = check_array("target", target)
-    loss = np.asarray(history.loss, dtype=np.float64)
+    check_choice("metric", metric, ("loss", "distance"))
+    if metric == "distance":
+        if history.distance is None:
+            raise ValueError("metric='distance' needs a problem whose optimum is known")
+        loss = history.distance / history.distance[0]
+    else:
+        loss = np.asarray(history.loss, dtype=np.float64)
     if ema is not None:
         loss = trailing_ema(np.where(np.isfinite(loss), loss, np.inf), ema)
     with np.errstate(invalid="ignore"):

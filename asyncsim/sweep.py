@@ -87,6 +87,8 @@ class Sweep:
         Loss target (default: the problem's).
     ema : float or None
         Trailing-EMA β for noisy losses in iterations to target.
+    metric : {"loss", "distance"}
+        What ``target`` bounds: the loss, or the relative distance ``‖w - w*‖/‖w_0 - w*‖``.
     optimizer : {"heavy_ball", "nesterov", "adam"}
     seed : int
         Root seed; chunk (p, s) draws from ``SeedSequence([seed, p, s])``.
@@ -104,6 +106,7 @@ class Sweep:
     record_every: int = 10
     target: float | None = None
     ema: float | None = None
+    metric: str = "loss"
     optimizer: str = "heavy_ball"
     problem_options: tuple[tuple[str, Any], ...] = ()
     seed: int = 0
@@ -128,6 +131,9 @@ class Sweep:
         if self.groups is not None and self.staleness != "cluster":
             raise ValueError("groups need staleness='cluster' (a cluster model to group)")
         check_choice("optimizer", self.optimizer, tuple(_OPTIMIZERS))
+        check_choice("metric", self.metric, ("loss", "distance"))
+        if self.metric == "distance" and self.target is None:
+            raise ValueError("metric='distance' needs an explicit target (a relative distance)")
         for name in ("seeds", "steps", "record_every"):
             check_int(name, getattr(self, name), low=1)
         make_problem(self.problem, **dict(self.problem_options))  # validates name and options
@@ -220,9 +226,9 @@ def run_chunk(sweep: Sweep, point: int, seed: int) -> dict[str, np.ndarray]:
         rng=[noise_seq] * lr.size,  # common random numbers across the grid
         record_every=sweep.record_every,
         estimate_momentum=False,
-        stop_at=target if sweep.ema is None else None,
+        stop_at=target if sweep.ema is None and sweep.metric == "loss" else None,
     )
-    its = iterations_to_target(history, target, ema=sweep.ema)
+    its = iterations_to_target(history, target, ema=sweep.ema, metric=sweep.metric)
     m, g = sweep.points()[point]
     b = lr.size
     return {

@@ -1,0 +1,263 @@
+"""The ``asyncsim`` command.
+
+Each subcommand is registered by one ``_add_<name>(subparsers)`` function listed in
+:data:`_COMMANDS`; it builds its parser and sets ``handler``, a function ``(args, parser) -> int``.
+To add ``run``, ``sweep`` or ``figures``, write such a pair and list it. Range checks live in
+argparse ``type=`` functions, so a malformed argument is a usage error (exit code 2) naming the
+argument, the value and the allowed range. The library never prints; this module does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from asyncsim.cluster import MODES, ClusterConfig, simulate
+from asyncsim.distributions import (
+    Deterministic,
+    Distribution,
+    Exponential,
+    Gamma,
+    LogNormal,
+    Uniform,
+)
+from asyncsim.trace import Trace
+
+__all__ = ["main"]
+
+PMF_LAGS = 8
+"""Lags of the staleness law printed by ``asyncsim staleness``."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``asyncsim`` command with ``argv`` (default ``sys.argv[1:]``); return the exit code.
+
+    Usage errors print the usage and the message on stderr and return 2.
+    """
+    parser = _build_parser()
+    try:
+        args = parser.parse_args(argv)
+        return int(args.handler(args, args.command_parser))
+    except SystemExit as exit_:  # argparse's usage errors and --help
+        return exit_.code if isinstance(exit_.code, int) else 2
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="asyncsim",
+        description="Asynchrony begets momentum: staleness traces, stale-gradient SGD, figures.",
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in _COMMANDS:
+        add(subparsers)
+    return parser
+
+
+# ------------------------------------------------------------------------- argument types
+def _integer(low: int) -> Callable[[str], int]:
+    """An argparse type: an integer ``>= low``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < low:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {low}, got {text}")
+        return value
+
+    return parse
+
+
+def _real(allowed: str, accept: Callable[[float], bool]) -> Callable[[str], float]:
+    """An argparse type: a finite number that ``accept`` takes, described by ``allowed``."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = float("nan")
+        if not (np.isfinite(value) and accept(value)):
+            raise argparse.ArgumentTypeError(f"must be {allowed}, got {text}")
+        return value
+
+    return parse
+
+
+_positive = _real("a finite number > 0", lambda x: x > 0)
+_fraction = _real("a number in [0, 1]", lambda x: 0 <= x <= 1)
+
+
+def _positive_list(text: str) -> tuple[float, ...]:
+    """An argparse type: comma-separated finite numbers ``> 0``."""
+    try:
+        return tuple(_positive(item) for item in text.split(","))
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"must be comma-separated finite numbers > 0, got {text}"
+        ) from None
+
+
+def _path(*suffixes: str) -> Callable[[str], Path]:
+    """An argparse type: a path ending in one of ``suffixes`` (the format)."""
+
+    def parse(text: str) -> Path:
+        if Path(text).suffix.lower() not in suffixes:
+            raise argparse.ArgumentTypeError(
+                f"must be a file name ending in {' or '.join(suffixes)}, got {text}"
+            )
+        return Path(text)
+
+    return parse
+
+
+# --------------------------------------------------------------------------- staleness
+_COMPUTE_LAWS: dict[str, Callable[[argparse.Namespace], Distribution]] = {
+    "exponential": lambda a: Exponential(a.mean),
+    "deterministic": lambda a: Deterministic(a.mean),
+    "uniform": lambda a: Uniform(a.mean * (1 - a.spread), a.mean * (1 + a.spread)),
+    "gamma": lambda a: Gamma(a.shape, a.mean),
+    "lognormal": lambda a: LogNormal(a.sigma, a.mean),
+}
+
+
+def _add_staleness(subparsers: argparse._SubParsersAction) -> None:
+    sub = subparsers.add_parser(
+        "staleness",
+        help="simulate a cluster and summarize its staleness",
+        description=(
+            "Simulate M workers against a parameter server and print the staleness summary: mean, "
+            "variance, throughput, and the law's first lags beside the geometric law "
+            "(1/g)(1 - 1/g)^l of g asynchronous writers (g = M workers or groups)."
+        ),
+    )
+    sub.add_argument("--workers", type=_integer(1), default=16, help="workers M (default 16)")
+    sub.add_argument("--updates", type=_integer(1), default=100_000, help="updates (default 1e5)")
+    sub.add_argument("--seed", type=_integer(0), default=None, help="seed (default: fresh)")
+    sub.add_argument("--mode", choices=MODES, default="async", help="execution mode")
+    sub.add_argument("--groups", type=_integer(1), default=None, help="groups g (mode groups)")
+    sub.add_argument(
+        "--compute", choices=tuple(_COMPUTE_LAWS), default="exponential", help="compute-time law"
+    )
+    sub.add_argument("--mean", type=_positive, default=1.0, help="mean compute time (default 1)")
+    sub.add_argument(
+        "--spread",
+        type=_fraction,
+        default=0.5,
+        help="uniform law: half-width relative to the mean, in [0, 1] (default 0.5: [0.5, 1.5])",
+    )
+    sub.add_argument("--shape", type=_positive, default=2.0, help="gamma law: shape (default 2)")
+    sub.add_argument("--sigma", type=_positive, default=0.5, help="lognormal: log-sd (default 0.5)")
+    sub.add_argument(
+        "--multipliers",
+        type=_positive_list,
+        default=None,
+        metavar="X,X,...",
+        help="per-worker compute-time multipliers, M of them (4 = four times slower)",
+    )
+    for name, what in (
+        ("pull-latency", "pull latency"),
+        ("push-latency", "push latency"),
+        ("server-time", "server time per apply"),
+    ):
+        sub.add_argument(f"--{name}", type=_positive, default=None, help=f"mean exponential {what}")
+    sub.add_argument("--method", choices=("auto", "simpy", "fast"), default="auto")
+    sub.add_argument("--out", type=_path(".csv", ".npz"), default=None, help="save the trace")
+    sub.add_argument("--plot", type=_path(".png", ".pdf", ".svg"), default=None, help="pmf plot")
+    sub.set_defaults(handler=_staleness, command_parser=sub)
+
+
+def _staleness(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    if args.groups is not None and args.mode != "groups":
+        parser.error(f"argument --groups: only allowed with --mode groups, got --mode {args.mode}")
+    if args.mode == "groups" and args.groups is None:
+        parser.error("argument --groups: required with --mode groups (a divisor of --workers)")
+    if args.groups is not None and args.workers % args.groups:
+        parser.error(f"argument --groups: must divide --workers {args.workers}, got {args.groups}")
+    if args.multipliers is not None and len(args.multipliers) != args.workers:
+        parser.error(
+            f"argument --multipliers: must hold --workers = {args.workers} values, "
+            f"got {len(args.multipliers)}"
+        )
+    latency = {
+        name: None if getattr(args, name) is None else Exponential(getattr(args, name))
+        for name in ("pull_latency", "push_latency", "server_time")
+    }
+    try:
+        config = ClusterConfig(
+            args.workers,
+            compute=_COMPUTE_LAWS[args.compute](args),
+            time_multipliers=args.multipliers,
+            mode=args.mode,
+            n_groups=args.groups,
+            **latency,
+        )
+        trace = simulate(config, args.updates, rng=args.seed, method=args.method)
+    except ValueError as err:
+        parser.error(str(err))
+    print(_summary(trace))
+    if args.out is not None:
+        print(f"trace saved to {trace.save(args.out)}")
+    if args.plot is not None:
+        _plot_pmf(trace, args.plot)
+        print(f"pmf plot saved to {args.plot}")
+    return 0
+
+
+def _geometric(writers: int, lags: int) -> np.ndarray:
+    """The geometric law (1/g)(1 - 1/g)^l at l = 0..lags-1, shape ``(lags,)``."""
+    return (1.0 / writers) * (1.0 - 1.0 / writers) ** np.arange(lags)
+
+
+def _summary(trace: Trace) -> str:
+    config = trace.config
+    g = config.n_groups
+    law = _geometric(g, PMF_LAGS)
+    pmf = trace.pmf(PMF_LAGS - 1)
+    corr = trace.autocorrelation(1) if len(trace) > 1 else float("nan")
+    lines = [
+        f"asyncsim staleness: {config.n_workers} workers, mode {config.mode}, g = {g} "
+        f"asynchronous writer(s) of {config.group_size} gradient(s) each",
+        f"compute {config.compute!r}, {len(trace)} updates, seed {trace.seed}",
+        f"mean staleness      {trace.mean:12.4f}   (geometric law: g - 1 = {g - 1})",
+        f"variance            {trace.variance:12.4f}   (geometric law: g(g - 1) = {g * (g - 1)})",
+        f"lag-1 correlation   {corr:12.4f}   (exponential times: about -1/(2g) = {-0.5 / g:.4f})",
+        f"throughput          {trace.throughput:12.4f}   updates per unit time "
+        f"({trace.time_per_update:.4f} per update)",
+        "",
+        "  lag   empirical   geometric (1/g)(1-1/g)^l",
+        *(
+            f"  {lag:3d}   {p:9.5f}   {q:9.5f}"
+            for lag, (p, q) in enumerate(zip(pmf, law, strict=True))
+        ),
+    ]
+    return "\n".join(lines)
+
+
+def _plot_pmf(trace: Trace, path: Path) -> None:
+    """Bar plot of the staleness pmf with the geometric law drawn over it (Agg, no pyplot)."""
+    from matplotlib.figure import Figure
+
+    g = trace.config.n_groups
+    lags = max(PMF_LAGS, int(np.quantile(trace.staleness, 0.995)) + 1)
+    fig = Figure(figsize=(6, 3.5), layout="constrained")
+    ax = fig.subplots()
+    ax.bar(np.arange(lags), trace.pmf(lags - 1), width=0.8, color="0.7", label="simulated")
+    ax.plot(
+        np.arange(lags), _geometric(g, lags), "o-", color="C3", ms=3, label=f"geometric, g = {g}"
+    )
+    ax.set(xlabel="staleness τ (updates)", ylabel="P(τ = l)", title=f"{len(trace)} updates")
+    ax.legend()
+    fig.savefig(path)
+
+
+_COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (_add_staleness,)
+"""Subcommand registrars, in the order of ``asyncsim --help``."""
+
+
+if __name__ == "__main__":
+    sys.exit(main())
