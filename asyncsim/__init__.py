@@ -1,17 +1,63 @@
-"""asyncsim: asynchrony begets momentum, and YellowFin, as a simulator you can measure."""
+"""asyncsim: asynchrony begets momentum, and YellowFin, as a simulator you can measure.
+
+The public API: a cluster model that produces staleness traces (:func:`simulate`), problems with batched
+gradient oracles, optimizers as pure transformations (YellowFin among them), the batched stale-gradient
+engine (:func:`run`), measurements, and resumable sweeps.
+"""
 
 from asyncsim.cluster import ClusterConfig, simulate
 from asyncsim.distributions import Deterministic, Empirical, Exponential, Gamma, LogNormal, Uniform
+from asyncsim.engine import History, StalenessLaw, run
+from asyncsim.measure import (
+    contraction_rate,
+    iterations_to_target,
+    statistical_penalty,
+    time_to_target,
+)
+from asyncsim.optim import adam, chain, heavy_ball, nesterov, scale, sgd
+from asyncsim.problems import (
+    DigitsMLP,
+    LeastSquares,
+    LogisticRegression,
+    NoisyQuadratic,
+    make_problem,
+    spectrum,
+)
+from asyncsim.sweep import Sweep, SweepResult, run_sweep
 from asyncsim.trace import Trace
+from asyncsim.yellowfin import yellowfin
 
 __all__ = [
     "ClusterConfig",
     "Deterministic",
+    "DigitsMLP",
     "Empirical",
     "Exponential",
     "Gamma",
+    "History",
+    "LeastSquares",
     "LogNormal",
+    "LogisticRegression",
+    "NoisyQuadratic",
+    "StalenessLaw",
+    "Sweep",
+    "SweepResult",
     "Trace",
     "Uniform",
+    "adam",
+    "chain",
+    "contraction_rate",
+    "heavy_ball",
+    "iterations_to_target",
+    "make_problem",
+    "nesterov",
+    "run",
+    "run_sweep",
+    "scale",
+    "sgd",
     "simulate",
+    "spectrum",
+    "statistical_penalty",
+    "time_to_target",
+    "yellowfin",
 ]
