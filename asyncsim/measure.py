@@ -97,11 +97,13 @@ def momentum_estimate(est: MomentumEstimate, rel_floor: float = 1e-9) -> np.ndar
         ratio = est.num / est.den
     if keep.all():
         out = np.median(ratio, axis=1)
-    else:
-        ratio = np.where(keep, ratio, np.nan)
-        out = np.full(ratio.shape[0], np.nan)
-        rows = keep.any(axis=1)
-        out[rows] = np.nanmedian(ratio[rows], axis=1)
+    else:  # np.nanmedian row by row, vectorized: NaN sorts last; the middle one or two of k values
+        ordered = np.sort(np.where(keep, ratio, np.nan), axis=1)
+        k = np.count_nonzero(~np.isnan(ordered), axis=1)
+        rows = np.arange(ordered.shape[0])
+        low, high = ordered[rows, np.maximum(k - 1, 0) // 2], ordered[rows, k // 2]
+        out = np.where(k % 2 == 1, low, (low + high) / 2)
+        out[k == 0] = np.nan
     return np.where(est.count > 0, out, np.nan)
 
 

@@ -270,13 +270,28 @@ def _one_blas_thread() -> None:
     threadpool_limits(1)
 
 
+class _NoBar:
+    """Stands in for a progress bar that is off (tqdm is not even imported)."""
+
+    def __enter__(self) -> _NoBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def update(self, n: int) -> None:
+        return None
+
+
 def _progress(total: int, enabled: bool | None, desc: str) -> Any:
     """A tqdm bar (notebook-aware) when enabled; default on for a terminal, off in CI."""
     if enabled is None:
         enabled = sys.stderr.isatty() and not os.environ.get("CI")
+    if not enabled:
+        return _NoBar()
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, disable=not enabled, desc=desc, unit="chunk")
+    return tqdm(total=total, desc=desc, unit="chunk")
 
 
 def run_sweep(

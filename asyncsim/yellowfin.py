@@ -1,0 +1,988 @@
+r"""YellowFin, the automatic momentum tuner [YF]_, as a batched transformation; open and closed loop.
+
+Each step the tuner measures, from the gradient alone, a curvature range ``[h_min, h_max]``, the gradient
+variance ``C`` and the distance to the optimum ``D`` (zero-debiased moving averages with ``β = 0.999``), and
+solves SingleStep for the momentum and step size that put the whole range in the robust region of the
+momentum operator (theory.md §3-4):
+
+.. math::
+    p = \frac{(D+ε)^2 (h_{min}+ε)^2}{2 (C+ε)}, \quad (1 - r)^3 = p\, r, \quad
+    μ_t = \max\Big(r^2, \big(\tfrac{\sqrt{κ} - 1}{\sqrt{κ} + 1}\big)^2\Big), \quad
+    α_t = \frac{(1 - \sqrt{μ_t})^2}{h_{min} + ε}, \quad κ = \frac{h_{max}+ε}{h_{min}+ε}.
+
+The paper's algorithm and the authors' shipped optimizer (JianGoForIt/YellowFin_Pytorch @ b87aed1,
+``tuner_utils/yellowfin.py``) differ in six choices; :func:`yellowfin` offers both as named variants
+(``"paper"``, the default, and ``"official"``) and each choice on its own (spec/yellowfin.md):
+
+============  ================================================  ============================================
+choice        ``paper``                                         ``official``
+============  ================================================  ============================================
+update form   heavy ball ``w ← w - α g + μ (w - w_prev)``       framework ``v ← μ v + g``, ``w ← w - α v``
+smoothing     applies ``β``-EMAs of ``α_t, μ_t`` (t ≥ 1)        applies ``α_t, μ_t`` as they are
+envelope      EMA of the window's min / max                     EMA of their logarithms, then ``exp``
+slow start    none                                              ``α_t · min(1, (t+1)/(10 K))``
+initial       ``(α_0, μ_0) = (1, 0)``                           ``(10⁻⁴, 0)``
+clipping      off                                               the three ``adapt_clip`` heuristics
+============  ================================================  ============================================
+
+The **closed loop** of [YF]_ compensates for the momentum that asynchrony adds [AbM]_: the worker-local
+total-momentum estimator of :mod:`asyncsim.measure` (the same code the engine records with) gives ``μ̂_T``;
+the applied momentum follows ``μ ← clip(μ + γ (μ* - μ̂_T), μ_low, μ_high)`` from ``μ = μ*``, where the
+target ``μ*`` and the step ``α`` are the open-loop tuner's. Its fixed point under M asynchronous workers is
+``μ = 1 - M (1 - μ*)`` and its time constant about ``M/γ`` updates.
+
+The shipped code's failure modes are flags here, never silent fixes: a non-finite statistic marks that
+configuration ``diverged`` (the engine freezes it), each clipping heuristic records when it fires, and the
+closed loop records when its clamp binds. There is no checkpoint restore and no exception handling.
+
+References
+----------
+.. [YF] J. Zhang, I. Mitliagkas, C. Ré, "YellowFin and the Art of Momentum Tuning", MLSys 2019,
+   arXiv:1706.03471. Shipped optimizer: github.com/JianGoForIt/YellowFin_Pytorch, commit b87aed1.
+.. [AbM] I. Mitliagkas, C. Zhang, S. Hadjis, C. Ré, "Asynchrony begets Momentum, with an Application to
+   Deep Learning", arXiv:1605.09774.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import numpy as np
+
+from asyncsim._validate import check_array, check_choice, check_int, check_real
+from asyncsim.measure import (
+    MomentumEstimate,
+    iterations_to_target,
+    momentum_estimate,
+    momentum_estimator_init,
+    momentum_estimator_update,
+)
+from asyncsim.optim import GradientTransformation, implied_batch
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = [
+    "EPS",
+    "VARIANTS",
+    "LoopComparison",
+    "TunerComparison",
+    "YellowFinState",
+    "compare_closed_loop",
+    "compare_tuners",
+    "open_loop",
+    "single_step",
+    "yellowfin",
+]
+
+EPS = 1e-6
+"""The tuner's guard ε (the shipped code's ``eps``)."""
+
+VARIANTS: dict[str, dict[str, Any]] = {
+    "paper": {
+        "update_form": "heavy_ball",
+        "smoothing": True,
+        "envelope": "linear",
+        "slow_start": False,
+        "lr_init": 1.0,
+        "momentum_init": 0.0,
+        "adapt_clip": False,
+    },
+    "official": {
+        "update_form": "framework",
+        "smoothing": False,
+        "envelope": "log",
+        "slow_start": True,
+        "lr_init": 1e-4,
+        "momentum_init": 0.0,
+        "adapt_clip": True,
+    },
+}
+"""The two named variants: each choice of spec/yellowfin.md's table."""
+
+_STAT_PROTECT_FACTOR = 100.0  # clip ‖g‖ to √(100 h_max) before the statistics (official)
+_CATASTROPHIC_MOVE = 100.0  # clamp α so that α ‖g‖ < 100 (official)
+_CLIP_GUARD = 1e-6  # the clip's denominator guard, ‖g‖ + 1e-6 (torch's clip_grad_norm)
+_ASYMPTOTIC_P = 1e6  # above this p, start Newton at 1/(p + 3) (relative error < 3/p²), not Cardano
+
+
+# ------------------------------------------------------------------------------------------ SingleStep
+def _cubic_root(p: np.ndarray) -> np.ndarray:
+    """The root ``r ∈ (0, 1)`` of ``(1 - r)³ = p r`` for ``p > 0`` (elementwise).
+
+    Cardano on ``y = r - 1`` (``y³ + p y + p = 0``) with the tuner's guard, as the shipped code:
+    ``u³ = (-√(p² + 4p³/27) - p)/2``, ``y = u - p/(3(u + ε))``. That is accurate in ``1 - r`` (all
+    that ``α`` depends on) but off by about ε in ``r`` once ``u`` is large (1% at ``p = 10⁴``),
+    cancels for large ``p`` and overflows past ``p ~ 1e100``. So above ``p = 10⁶`` the start is
+    ``1/(p + 3)`` (a lower bound), and one Newton step on ``(1 - r)³ - p r`` (convex, decreasing)
+    brings every start to full precision.
+    """
+    small = np.minimum(p, _ASYMPTOTIC_P)
+    u = np.cbrt(-0.5 * (small * np.sqrt(1.0 + small * (4.0 / 27.0)) + small))
+    r = np.where(p > _ASYMPTOTIC_P, 1.0 / (p + 3.0), u - small / (3.0 * (u + EPS)) + 1.0)
+    q = 1.0 - r
+    return r + (q * q * q - p * r) / (3.0 * q * q + p)
+
+
+def single_step(
+    h_min: Any, h_max: Any, grad_var: Any, dist_to_opt: Any
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    r"""YellowFin's SingleStep with the tuner's ε guards (spec/yellowfin.md step 5) [YF]_.
+
+    .. math::
+        \min_{μ, α}\; μ D^2 + α^2 C \quad\text{s.t.}\quad \sqrt{μ} \ge
+        \frac{\sqrt{κ}-1}{\sqrt{κ}+1},\; α = \frac{(1-\sqrt{μ})^2}{h_{min}}
+
+    Parameters
+    ----------
+    h_min, h_max : array_like
+        Curvature range (units of the loss's Hessian), broadcastable.
+    grad_var : array_like
+        Gradient variance C (squared gradient units).
+    dist_to_opt : array_like
+        Distance to the optimum D (parameter units).
+
+    Returns
+    -------
+    momentum, lr, root, mu_dr_bound : ndarray
+        ``μ``, ``α``, the cubic's root ``r`` and the condition-number bound ``((√κ-1)/(√κ+1))²``.
+
+    Examples
+    --------
+    theory.md §4: ``(h_min, h_max, C, D) = (2, 8, 0.5, 0.25)`` gives ``p = 1/4``, ``r = 1/2``.
+
+    >>> mu, lr, r, bound = single_step(2.0, 8.0, 0.5, 0.25)
+    >>> print(f"{float(mu):.6f} {float(lr):.6f} {float(r):.6f}")
+    0.249999 0.125000 0.499999
+    """
+    h_min, h_max = np.asarray(h_min, dtype=np.float64), np.asarray(h_max, dtype=np.float64)
+    p = (
+        (np.asarray(dist_to_opt) + EPS) ** 2
+        * (h_min + EPS) ** 2
+        / (2.0 * (np.asarray(grad_var) + EPS))
+    )
+    root = _cubic_root(p)
+    sqrt_dr = np.sqrt(np.maximum((h_max + EPS) / (h_min + EPS), 1.0 + EPS))
+    bound = ((sqrt_dr - 1.0) / (sqrt_dr + 1.0)) ** 2
+    mu = np.maximum(root * root, bound)
+    lr = (1.0 - np.sqrt(mu)) ** 2 / (h_min + EPS)
+    return mu, lr, root, bound
+
+
+# ------------------------------------------------------------------------------------------ state
+class _Hyper(NamedTuple):
+    """Per-configuration constants, fixed at ``init`` (all (B,) unless stated)."""
+
+    beta: np.ndarray
+    beta_col: Any  # float when every row shares β, else (B, 1)
+    lr_init: np.ndarray
+    target: np.ndarray  # fixed target μ*, NaN where tuned
+    fixed: np.ndarray | None  # bool, None when no row has a fixed target
+    closed: np.ndarray | None  # bool, None when no row runs the closed loop
+    gain: np.ndarray
+
+
+class YellowFinState(NamedTuple):
+    """The tuner's state for B configurations: statistics (B,), moving averages, window, velocity.
+
+    ``update`` writes into ``window``, ``grad_sum`` and ``velocity`` in place (and the estimator's
+    pending terms, as :func:`asyncsim.measure.momentum_estimator_update` does): a state is consumed by
+    the step that receives it, as in the engine. :meth:`record` gives, per configuration, the applied
+    ``lr`` and ``momentum``, the tuner's per-step pair ``lr_t``, ``mu_t`` (unsmoothed, after the slow
+    start; the fixed target where given), the paper-style smoothed pair ``lr_smoothed``,
+    ``mu_smoothed`` (computed in every variant), the target ``mu_star``, the closed loop's estimate
+    ``mu_hat`` (NaN in open-loop rows: the engine records every row's ``total_momentum`` with the
+    same estimator, equal to ``mu_hat`` for the same β_m), the statistics ``h_min``, ``h_max``,
+    ``grad_var``, ``dist_to_opt``, ``grad_norm_squared`` (after the stat-protect clip), ``cubic_root``,
+    ``mu_dr_bound``, and the flags
+    ``stat_protect_clip``, ``exploding_grad_clip``, ``catastrophic_lr_clamp``, ``momentum_clamped``,
+    ``diverged`` (sticky).
+    """
+
+    step: int
+    window: np.ndarray  # (K, B) the last K values of ‖g‖² (all equal to the first at t = 0)
+    env_min: np.ndarray  # (B,) biased EMA of min W (log min W in the log envelope)
+    env_max: np.ndarray
+    grad_sum: np.ndarray  # (B, d) ḡ/(1-β): the biased EMA of the gradient without the (1-β)
+    sq_avg: np.ndarray  # (B,) biased EMA S̄ of ‖g‖²
+    norm_avg: np.ndarray  # (B,) biased EMA n̄ of ‖g‖
+    dist_avg: np.ndarray  # (B,) biased EMA Q̄ of n̄ / (S̄ + ε)
+    beta_pow: np.ndarray  # (B,) β^(t+1) after step t
+    velocity: np.ndarray  # (B, d) heavy ball: last update w_t - w_{t-1}; framework: buffer v
+    scratch: np.ndarray  # (B, d) work space of the update
+    has_buffer: np.ndarray  # (B,) bool: the framework buffer exists (created where μ ≠ 0)
+    estimator: MomentumEstimate | None
+    values: dict[str, np.ndarray]  # the last step's recorded (B,) values
+    diverged: np.ndarray  # (B,) bool, sticky
+    hyper: _Hyper
+
+    def record(self) -> dict[str, np.ndarray]:
+        out = dict(self.values)
+        out["diverged"] = self.diverged
+        return out
+
+
+_RECORDED_NAN = (
+    "h_min",
+    "h_max",
+    "grad_var",
+    "dist_to_opt",
+    "grad_norm_squared",
+    "cubic_root",
+    "mu_dr_bound",
+    "mu_hat",
+)
+_FLAGS = ("stat_protect_clip", "exploding_grad_clip", "catastrophic_lr_clamp", "momentum_clamped")
+
+
+# ------------------------------------------------------------------------------------------ transform
+def yellowfin(
+    variant: str = "paper",
+    *,
+    beta: Any = 0.999,
+    window: int = 20,
+    update_form: str | None = None,
+    smoothing: bool | None = None,
+    envelope: str | None = None,
+    slow_start: bool | None = None,
+    lr_init: Any = None,
+    momentum_init: Any = None,
+    adapt_clip: bool | None = None,
+    closed_loop: Any = False,
+    target_momentum: Any = None,
+    gain: Any = 0.01,
+    estimator_beta: float = 0.99,
+    clamp: tuple[float, float] = (-0.9, 0.999),
+) -> GradientTransformation:
+    r"""YellowFin [YF]_ for B configurations: B independent tuners, every statistic per row, float64.
+
+    One step with gradient ``g`` (B, d) of the flattened parameters, per row (spec/yellowfin.md), with
+    ``c_t = 1 - β^{t+1}``:
+
+    1. clipping (``adapt_clip``, t > 1): ``g ← g · min(1, (√(100 h_max) + ε)/(‖g‖ + 10⁻⁶))``;
+    2. ``s = ‖g‖²``; window ``W`` = last ``min(K, t+1)`` values of ``s``; envelope ``linear``:
+       ``a ← β a + (1-β) min W``, ``h_min = a/c_t`` (likewise ``h_max``); ``log``:
+       ``a ← β a + (1-β) log(min W + ε)``, ``h_min = exp(a/c_t)``;
+    3. ``ḡ ← β ḡ + (1-β) g``, ``S̄ ← β S̄ + (1-β) s``, ``C = max(S̄/c_t - ‖ḡ‖²/c_t², ε)``;
+    4. ``n̄ ← β n̄ + (1-β) √s``, ``Q̄ ← β Q̄ + (1-β) n̄/(S̄ + ε)``, ``D = Q̄/c_t``;
+    5. t ≥ 1: ``(μ_t, α_t)`` = :func:`single_step` (or ``μ_t`` = the fixed target and
+       ``α_t = (1-√μ_t)²/(h_min+ε)``), ``α_t ← α_t min(1, (t+1)/(10K))`` with the slow start;
+       t = 0 keeps ``(α_0, μ_0)``. Smoothed pair (t ≥ 1, not debiased): ``ᾱ ← β ᾱ + (1-β) α_t``,
+       ``μ̄ ← β μ̄ + (1-β) μ_t`` from ``(α_0, μ_0)``; the applied ``(α, μ*)`` is the smoothed or the
+       per-step pair;
+    6. clipping (``adapt_clip``): t ≥ 1 and ``s ≥ h_max`` of the previous step:
+       ``g ← g · min(1, (√h_max + ε)/(‖g‖ + 10⁻⁶))`` for the update only; ``α √s ≥ 100``:
+       ``α ← 100/√(s + ε)``;
+    7. closed loop: ``μ ← clip(μ + γ (μ* - μ̂_T), μ_low, μ_high)`` (μ starts at ``μ*`` of step 0; μ̂_T
+       from the writers' reads, :func:`asyncsim.measure.momentum_estimate`; held while NaN); open
+       loop: ``μ = μ*``;
+    8. update: heavy ball ``w ← w - α g + μ (w - w_prev)``; framework ``v ← μ v + g``, ``w ← w - α v``
+       (where ``μ = 0`` no buffer is touched and ``w ← w - α g``; a new buffer starts at ``g``).
+
+    Parameters
+    ----------
+    variant : {"paper", "official"}
+        Defaults of the six choices below (None takes the variant's value).
+    beta : float or array (B,)
+        EMA factor β in [0, 1) of every statistic and of the smoothing.
+    window : int
+        Curvature window width K ≥ 1.
+    update_form : {"heavy_ball", "framework"} or None
+    smoothing : bool or None
+        Apply the smoothed pair instead of the per-step one.
+    envelope : {"linear", "log"} or None
+    slow_start : bool or None
+    lr_init : float or array (B,) or None
+        α_0 > 0 (step size units: parameter per gradient).
+    momentum_init : float or array (B,) or None
+        μ_0 in [0, 1).
+    adapt_clip : bool or None
+        The shipped code's three clipping heuristics.
+    closed_loop : bool or array (B,) of bool
+        Run the momentum feedback in the rows where True. Heavy-ball form only (``update_form``
+        then defaults to it in either variant); the engine must give writer ids (a cluster trace).
+    target_momentum : None, float or array (B,)
+        Fix μ* in [0, 1) instead of tuning it (NaN entries: tuned); μ_0 is then the target.
+    gain : float or array (B,)
+        Feedback gain γ ≥ 0 (the paper uses 0.01).
+    estimator_beta : float
+        EMA factor β_m in [0, 1) of the total-momentum estimator.
+    clamp : (float, float)
+        ``(μ_low, μ_high)`` with -1 < μ_low < μ_high < 1.
+
+    Returns
+    -------
+    GradientTransformation
+        State :class:`YellowFinState`; its ``record()`` holds the tuner's values (see there).
+
+    Examples
+    --------
+    >>> from asyncsim.engine import run
+    >>> from asyncsim.problems import make_problem
+    >>> history = run(make_problem("nq50"), yellowfin(), None, 400, rng=0, record_every=200)
+    >>> bool((history["h_min"][-1] <= history["h_max"][-1]).all()), bool(history.diverged.any())
+    (True, False)
+    """
+    check_choice("variant", variant, tuple(VARIANTS))
+    chosen = {
+        "update_form": update_form,
+        "smoothing": smoothing,
+        "envelope": envelope,
+        "slow_start": slow_start,
+        "lr_init": lr_init,
+        "momentum_init": momentum_init,
+        "adapt_clip": adapt_clip,
+    }
+    opts = {k: VARIANTS[variant][k] if v is None else v for k, v in chosen.items()}
+    closed_arr = np.asarray(closed_loop)
+    if closed_arr.dtype != np.bool_ or closed_arr.ndim > 1:
+        raise ValueError(f"closed_loop must be a bool or a 1-D array of bools, got {closed_loop!r}")
+    any_closed = bool(closed_arr.any())
+    if any_closed and update_form is None:
+        opts["update_form"] = "heavy_ball"  # the closed loop is defined in heavy-ball form
+    form = check_choice("update_form", opts["update_form"], ("heavy_ball", "framework"))
+    if any_closed and form != "heavy_ball":
+        raise ValueError(f"closed_loop needs update_form 'heavy_ball', got {form!r}")
+    env_log = check_choice("envelope", opts["envelope"], ("linear", "log")) == "log"
+    for name in ("smoothing", "slow_start", "adapt_clip"):
+        if not isinstance(opts[name], bool | np.bool_):
+            raise ValueError(f"{name} must be True or False, got {opts[name]!r}")
+    smooth, slow, clip = bool(opts["smoothing"]), bool(opts["slow_start"]), bool(opts["adapt_clip"])
+    window = check_int("window", window, low=1)
+    check_array("beta", beta, low=0.0, high=1.0, high_open=True)
+    check_array("lr_init", opts["lr_init"], low=0.0, low_open=True)
+    check_array("momentum_init", opts["momentum_init"], low=0.0, high=1.0, high_open=True)
+    check_array("gain", gain, low=0.0)
+    target_arr = np.asarray(
+        np.nan if target_momentum is None else target_momentum, dtype=np.float64
+    )
+    if target_arr.ndim > 1 or ((target_arr < 0.0) | (target_arr >= 1.0)).any():
+        raise ValueError(
+            f"target_momentum must be None, or a scalar or 1-D array in [0, 1) (NaN: tuned), "
+            f"got {target_momentum!r}"
+        )
+    check_real("estimator_beta", estimator_beta, low=0.0, high=1.0, high_open=True)
+    if not (isinstance(clamp, tuple | list) and len(clamp) == 2):
+        raise ValueError(f"clamp must be a pair (low, high), got {clamp!r}")
+    low = check_real("clamp[0]", clamp[0], low=-1.0, high=1.0, low_open=True, high_open=True)
+    high = check_real("clamp[1]", clamp[1], low=-1.0, high=1.0, low_open=True, high_open=True)
+    if not low < high:
+        raise ValueError(f"clamp must satisfy -1 < low < high < 1, got ({low}, {high})")
+    slow_steps = 10.0 * window
+    batch = implied_batch(
+        beta, opts["lr_init"], opts["momentum_init"], gain, target_arr, closed_arr.astype(float)
+    )
+
+    def column(name: str, value: Any, b: int) -> np.ndarray:
+        arr = np.asarray(value)
+        if arr.ndim == 1 and arr.shape[0] not in (1, b):
+            raise ValueError(f"{name} must be a scalar or have shape ({b},), got shape {arr.shape}")
+        return np.broadcast_to(arr.reshape(-1), (b,)).copy()
+
+    def init(params: np.ndarray) -> YellowFinState:
+        b, d = params.shape
+        beta_b = column("beta", np.asarray(beta, dtype=np.float64), b)
+        target_b = column("target_momentum", target_arr, b)
+        fixed = ~np.isnan(target_b)
+        closed = column("closed_loop", closed_arr, b)
+        hyper = _Hyper(
+            beta=beta_b,
+            beta_col=float(beta_b[0]) if (beta_b == beta_b[0]).all() else beta_b[:, None],
+            lr_init=column("lr_init", np.asarray(opts["lr_init"], dtype=np.float64), b),
+            target=target_b,
+            fixed=fixed if fixed.any() else None,
+            closed=closed if closed.any() else None,
+            gain=column("gain", np.asarray(gain, dtype=np.float64), b),
+        )
+        mu0 = column("momentum_init", np.asarray(opts["momentum_init"], dtype=np.float64), b)
+        mu0 = np.where(fixed, target_b, mu0)
+        zeros = np.zeros(b)
+        values = {name: np.full(b, np.nan) for name in _RECORDED_NAN}
+        values |= {name: np.zeros(b, dtype=bool) for name in _FLAGS}
+        values |= {
+            "lr": hyper.lr_init.copy(),
+            "momentum": mu0.copy(),
+            "lr_t": hyper.lr_init.copy(),
+            "mu_t": mu0.copy(),
+            "lr_smoothed": hyper.lr_init.copy(),
+            "mu_smoothed": mu0.copy(),
+            "mu_star": mu0.copy(),
+        }
+        estimator = None
+        if hyper.closed is not None:
+            estimator = momentum_estimator_init(params, 1, estimator_beta)
+        return YellowFinState(
+            step=0,
+            window=np.zeros((window, b)),
+            env_min=zeros,
+            env_max=zeros,
+            grad_sum=np.zeros((b, d)),
+            sq_avg=zeros,
+            norm_avg=zeros,
+            dist_avg=zeros,
+            beta_pow=np.ones(b),
+            velocity=np.zeros((b, d)),
+            scratch=np.empty((b, d)),
+            has_buffer=np.zeros(b, dtype=bool),
+            estimator=estimator,
+            values=values,
+            diverged=np.zeros(b, dtype=bool),
+            hyper=hyper,
+        )
+
+    def update(grads, state, params, context=None):
+        t = state.step
+        hp = state.hyper
+        prev = state.values
+        beta_b, bc = hp.beta, hp.beta_col
+        one_minus = 1.0 - beta_b
+        g = np.asarray(grads, dtype=np.float64)
+        s = _row_dot(g, g)
+        b = s.shape[0]
+        false = np.zeros(b, dtype=bool)
+
+        # 1. stat-protect clip (official, t > 1): bounds what enters the statistics
+        stat_clip = false
+        if clip and t > 1:
+            coef = (np.sqrt(_STAT_PROTECT_FACTOR * prev["h_max"]) + EPS) / (
+                np.sqrt(s) + _CLIP_GUARD
+            )
+            stat_clip = coef < 1.0
+            if stat_clip.any():
+                factor = np.where(stat_clip, coef, 1.0)
+                g = g * factor[:, None]
+                s = s * factor * factor
+
+        # 2. curvature range from the window of ‖g‖²
+        win = state.window
+        if t == 0:
+            win[:] = s
+        else:
+            win[t % win.shape[0]] = s
+        wmin, wmax = win.min(axis=0), win.max(axis=0)
+        if env_log:
+            wmin, wmax = np.log(wmin + EPS), np.log(wmax + EPS)
+        beta_pow = state.beta_pow * beta_b
+        debias = 1.0 - beta_pow
+        env_min = beta_b * state.env_min + one_minus * wmin
+        env_max = beta_b * state.env_max + one_minus * wmax
+        h_min, h_max = env_min / debias, env_max / debias
+        if env_log:
+            h_min, h_max = np.exp(h_min), np.exp(h_max)
+
+        # 3. gradient variance; 4. distance to the optimum
+        gsum = state.grad_sum  # ḡ/(1-β) ← β ḡ/(1-β) + g: one scaling pass fewer than ḡ itself
+        gsum *= bc
+        gsum += g
+        sq_avg = beta_b * state.sq_avg + one_minus * s
+        gbar_sq = _row_dot(gsum, gsum) * (one_minus / debias) ** 2
+        grad_var = np.maximum(sq_avg / debias - gbar_sq, EPS)
+        norm_avg = beta_b * state.norm_avg + one_minus * np.sqrt(s)
+        dist_avg = beta_b * state.dist_avg + one_minus * norm_avg / (sq_avg + EPS)
+        dist = dist_avg / debias
+
+        # 5. SingleStep (t ≥ 1), fixed targets, slow start, smoothing
+        if t == 0:
+            mu_t, lr_t = prev["mu_t"], prev["lr_t"]
+            root = bound = np.full(b, np.nan)
+            lr_s, mu_s = prev["lr_smoothed"], prev["mu_smoothed"]
+        else:
+            mu_t, lr_t, root, bound = single_step(h_min, h_max, grad_var, dist)
+            if hp.fixed is not None:
+                mu_t = np.where(hp.fixed, hp.target, mu_t)
+                lr_t = np.where(hp.fixed, (1.0 - np.sqrt(mu_t)) ** 2 / (h_min + EPS), lr_t)
+            if slow and t + 1 < slow_steps:
+                lr_t = lr_t * ((t + 1) / slow_steps)
+            lr_s = beta_b * prev["lr_smoothed"] + one_minus * lr_t
+            mu_s = beta_b * prev["mu_smoothed"] + one_minus * mu_t
+        lr, mu_star = (lr_s, mu_s) if smooth else (lr_t, mu_t)
+
+        # 6. exploding-gradient clip (update only) and catastrophic-move clamp (official)
+        explode = catastrophic = false
+        g_apply = g
+        if clip:
+            if t >= 1:
+                explode = s >= prev["h_max"]
+                if explode.any():
+                    coef = (np.sqrt(prev["h_max"]) + EPS) / (np.sqrt(s) + _CLIP_GUARD)
+                    g_apply = g * np.where(explode, np.minimum(coef, 1.0), 1.0)[:, None]
+            catastrophic = lr * np.sqrt(s) >= _CATASTROPHIC_MOVE
+            if catastrophic.any():
+                lr = np.where(catastrophic, _CATASTROPHIC_MOVE / np.sqrt(s + EPS), lr)
+
+        # 7. momentum: open loop μ*, or the closed loop's feedback
+        mu, mu_hat, clamped, estimator = mu_star, prev["mu_hat"], false, state.estimator
+        if hp.closed is not None:
+            estimator = _closed_loop_estimator(estimator, context)
+            estimator = momentum_estimator_update(estimator, context, g_apply, lr)
+            mu_hat = momentum_estimate(estimator)
+            mu_hat = np.where(hp.closed, mu_hat, np.nan)  # open-loop rows: the engine records it
+            mu_loop = prev["momentum"] if t > 0 else mu_star
+            raw = mu_loop + hp.gain * (mu_star - mu_hat)
+            raw = np.where(np.isnan(mu_hat), mu_loop, raw)
+            clamped = ((raw < low) | (raw > high)) & hp.closed
+            mu = np.where(hp.closed, np.clip(raw, low, high), mu_star)
+
+        # 8. the step
+        velocity = state.velocity
+        has_buffer = state.has_buffer
+        if form == "heavy_ball":
+            _scale_add(velocity, mu, g_apply, -lr, state.scratch)
+            updates = velocity
+        else:
+            moving = mu != 0.0
+            if moving.all() and has_buffer.all():
+                _scale_add(velocity, mu, g_apply, 1.0, state.scratch)
+                updates = velocity * -lr[:, None]
+            else:
+                stepped = np.where(has_buffer[:, None], mu[:, None] * velocity + g_apply, g_apply)
+                velocity[:] = np.where(moving[:, None], stepped, velocity)
+                has_buffer = has_buffer | moving
+                updates = np.where(moving[:, None], velocity, g_apply) * -lr[:, None]
+
+        finite = np.isfinite(h_min + h_max + grad_var + dist + lr + mu)
+        values = {
+            "lr": lr,
+            "momentum": mu,
+            "lr_t": lr_t,
+            "mu_t": mu_t,
+            "lr_smoothed": lr_s,
+            "mu_smoothed": mu_s,
+            "mu_star": mu_star,
+            "mu_hat": mu_hat,
+            "h_min": h_min,
+            "h_max": h_max,
+            "grad_var": grad_var,
+            "dist_to_opt": dist,
+            "grad_norm_squared": s,
+            "cubic_root": root,
+            "mu_dr_bound": bound,
+            "stat_protect_clip": stat_clip,
+            "exploding_grad_clip": explode,
+            "catastrophic_lr_clamp": catastrophic,
+            "momentum_clamped": clamped,
+        }
+        new_state = YellowFinState(
+            step=t + 1,
+            window=win,
+            env_min=env_min,
+            env_max=env_max,
+            grad_sum=gsum,
+            sq_avg=sq_avg,
+            norm_avg=norm_avg,
+            dist_avg=dist_avg,
+            beta_pow=beta_pow,
+            velocity=velocity,
+            scratch=state.scratch,
+            has_buffer=has_buffer,
+            estimator=estimator,
+            values=values,
+            diverged=state.diverged | ~finite,
+            hyper=hp,
+        )
+        return updates, new_state
+
+    return GradientTransformation(init, update, batch)
+
+
+def _scale_add(y: np.ndarray, b: Any, x: np.ndarray, a: Any, scratch: np.ndarray) -> None:
+    """``y ← b y + a x`` in place for (B, d) arrays, ``a`` and ``b`` floats or (B,) arrays, through
+    ``scratch`` (overwritten): no temporaries."""
+    y *= b[:, None] if np.ndim(b) == 1 else b
+    np.multiply(x, a[:, None] if np.ndim(a) == 1 else a, out=scratch)
+    y += scratch
+
+
+def _row_dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise inner products of two (B, d) arrays, (B,)."""
+    if a.shape[0] == 1:
+        return np.array([a[0] @ b[0]])
+    return np.matmul(a[:, None, :], b[:, :, None])[:, 0, 0]
+
+
+def _closed_loop_estimator(est: MomentumEstimate, context: Any) -> MomentumEstimate:
+    """The estimator, widened to the writers seen so far; the closed loop needs writer ids."""
+    if context is None:
+        raise ValueError(
+            "closed_loop needs the engine's step context (a trace, not a StalenessLaw)"
+        )
+    writer = context.writer
+    if (writer < 0).any():
+        raise ValueError(
+            "closed_loop needs a trace with writer ids (e.g. from asyncsim.cluster.simulate); "
+            "this trace has unknown writers (-1)"
+        )
+    n = int(writer.max()) + 1
+    have = est.pending_valid.shape[0]
+    if n <= have:
+        return est
+    grow = n - have
+    b, d = est.num.shape
+    return est._replace(
+        pending_num=np.concatenate([est.pending_num, np.zeros((grow, b, d))]),
+        pending_den=np.concatenate([est.pending_den, np.zeros((grow, b, d))]),
+        pending_valid=np.concatenate([est.pending_valid, np.zeros((grow, b), dtype=bool)]),
+    )
+
+
+# ------------------------------------------------------------------------------------------ open loop
+def open_loop(
+    transform: GradientTransformation, params: Any, grads: Any
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Drive a transformation on given parameters and gradients, without the engine.
+
+    Step t feeds ``grads[t]`` at ``params[t]`` (no staleness, no context), as when checking a tuner
+    against recorded traces.
+
+    Parameters
+    ----------
+    transform : GradientTransformation
+    params, grads : array (T, d) or (T, B, d)
+        The parameters each gradient was computed at, and the gradients.
+
+    Returns
+    -------
+    records : dict of ndarray (T, B)
+        The state's ``record()`` after each step.
+    next_params : ndarray (T, B, d)
+        ``params[t] + updates[t]``: the parameters the step produced.
+
+    Examples
+    --------
+    A constant gradient of norm² 8 (so h_min = h_max = 8, C = ε, μ = 0): after α_0 = 1e-4 the
+    official variant's step is 1/8 scaled by the slow start (t + 1)/200.
+
+    >>> w = np.ones((3, 2))
+    >>> records, _ = open_loop(yellowfin("official"), w, 2.0 * w)
+    >>> records["lr"][:, 0]
+    array([0.0001  , 0.00125 , 0.001875])
+    """
+    from asyncsim.optim import record_of
+
+    params = np.asarray(params, dtype=np.float64)
+    grads = np.asarray(grads, dtype=np.float64)
+    if params.ndim == 2:
+        params, grads = params[:, None, :], grads[:, None, :]
+    if params.ndim != 3 or grads.shape != params.shape:
+        raise ValueError(
+            f"params and grads must share a shape (T, d) or (T, B, d), got {params.shape} and "
+            f"{grads.shape}"
+        )
+    state = transform.init(params[0])
+    records: dict[str, list] = {}
+    next_params = np.empty_like(params)
+    with np.errstate(all="ignore"):  # failures show as the state's diverged flag
+        for t in range(params.shape[0]):
+            updates, state = transform.update(grads[t], state, params[t], None)
+            next_params[t] = params[t] + updates
+            for name, v in record_of(state).items():
+                records.setdefault(name, []).append(np.array(v, dtype=np.float64))
+    return {name: np.array(v) for name, v in records.items()}, next_params
+
+
+# ------------------------------------------------------------------------------------------ comparisons
+@dataclass(frozen=True, eq=False)
+class LoopComparison:
+    """Iterations to target of the closed loop against the open loop, one problem and worker count.
+
+    Attributes
+    ----------
+    problem : str
+    n_workers : int
+        Asynchronous workers M (exponential compute times, event traces from the cluster model).
+    targets : float64 (n_targets,)
+        The fixed targets μ*; NaN: the tuner's own.
+    gains : float64 (n_gains,)
+        ``0`` is the open loop; the others are closed-loop gains γ.
+    iterations : float64 (n_targets, n_gains)
+        Median over seeds of the updates to target (inf where the median run missed it).
+    per_seed : float64 (n_targets, n_gains, n_seeds)
+        Each seed's updates to target (inf: missed or diverged).
+    momentum : float64 (n_targets, n_gains)
+        Median over seeds of the applied μ averaged over the second half of the run.
+    total_momentum : float64 (n_targets, n_gains)
+        The same for the worker-local total-momentum estimate (NaN unless measured).
+    diverged : int64 (n_targets, n_gains)
+        Seeds flagged diverged.
+    steps : int
+    seeds : int
+    options : dict
+        The other arguments of :func:`yellowfin`.
+    """
+
+    problem: str
+    n_workers: int
+    targets: np.ndarray
+    gains: np.ndarray
+    iterations: np.ndarray
+    per_seed: np.ndarray
+    momentum: np.ndarray
+    total_momentum: np.ndarray
+    diverged: np.ndarray
+    steps: int
+    seeds: int
+    options: dict = field(default_factory=dict)
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per (target, gain): medians, late momenta, divergences."""
+        import pandas as pd
+
+        t, g = np.meshgrid(self.targets, self.gains, indexing="ij")
+        return pd.DataFrame(
+            {
+                "problem": self.problem,
+                "n_workers": self.n_workers,
+                "target_momentum": t.ravel(),
+                "gain": g.ravel(),
+                "loop": np.where(g.ravel() > 0, "closed", "open"),
+                "iterations": self.iterations.ravel(),
+                "momentum": self.momentum.ravel(),
+                "total_momentum": self.total_momentum.ravel(),
+                "diverged": self.diverged.ravel(),
+            }
+        )
+
+
+def compare_closed_loop(
+    problem: str,
+    *,
+    n_workers: int = 16,
+    targets: Any = (0.9, 0.669, None),
+    gains: Any = (0.01, 0.05, 0.1),
+    seeds: int = 4,
+    steps: int = 10_000,
+    record_every: int = 20,
+    measure_total: bool = False,
+    rng: Any = 0,
+    **options: Any,
+) -> LoopComparison:
+    """Measure the closed loop against the open loop: median updates to the problem's target.
+
+    All (target, gain, seed) configurations run as one batched engine run; seed ``s`` has its own
+    event trace of ``n_workers`` asynchronous workers and its own gradient noise, shared by every
+    (target, gain) (common random numbers). The open loop (gain 0) applies ``μ*`` as it is.
+
+    Parameters
+    ----------
+    problem : str
+        A reference problem (``"nq50"``, ``"digits-mlp"``).
+    n_workers : int
+        Asynchronous workers M ≥ 1.
+    targets : sequence of float or None
+        Fixed targets μ* in [0, 1); None: the tuner's own.
+    gains : sequence of float
+        Closed-loop gains γ > 0 (the open loop is added).
+    seeds : int
+        Replications.
+    steps : int
+        Budget of updates.
+    record_every : int
+        Resolution of the iterations to target.
+    measure_total : bool
+        Also record the engine's total-momentum estimate for every row (a second estimator).
+    rng : int or None
+        Root seed.
+    **options
+        Further arguments of :func:`yellowfin` (e.g. ``variant``, ``lr_init``).
+
+    Returns
+    -------
+    LoopComparison
+    """
+    from asyncsim.cluster import ClusterConfig, simulate
+    from asyncsim.engine import run
+    from asyncsim.problems import make_problem
+
+    nq = make_problem(problem)
+    m = check_int("n_workers", n_workers, low=1)
+    n_seeds = check_int("seeds", seeds, low=1)
+    steps = check_int("steps", steps, low=1)
+    target_list = np.array([np.nan if t is None else t for t in targets], dtype=np.float64)
+    gain_list = np.concatenate([[0.0], check_array("gains", gains, low=0.0, low_open=True)])
+    streams = [seq.spawn(2) for seq in np.random.SeedSequence(rng).spawn(n_seeds)]
+    traces = [simulate(ClusterConfig(m), steps, rng=np.random.default_rng(t)) for t, _ in streams]
+    shape = (target_list.size, gain_list.size, n_seeds)
+    ti, gi, si = (a.ravel() for a in np.indices(shape))
+    history = run(
+        nq,
+        yellowfin(
+            closed_loop=gain_list[gi] > 0,
+            target_momentum=target_list[ti],
+            gain=gain_list[gi],
+            **options,
+        ),
+        [traces[i] for i in si],
+        steps,
+        rng=[streams[i][1] for i in si],
+        record_every=record_every,
+        estimate_momentum=measure_total,
+        stop_at=nq.target,
+    )
+    iterations = iterations_to_target(history, nq.target).reshape(shape)
+    late = history.steps >= history.steps[-1] // 2
+    total = history.values.get("total_momentum", np.full_like(history.loss, np.nan))
+    momentum, total = (_finite_mean(v[late]).reshape(shape) for v in (history["momentum"], total))
+    return LoopComparison(
+        problem=nq.name,
+        n_workers=m,
+        targets=target_list,
+        gains=gain_list,
+        iterations=np.median(iterations, axis=2),
+        per_seed=iterations,
+        momentum=np.median(momentum, axis=2),
+        total_momentum=np.median(total, axis=2),
+        diverged=history.diverged.reshape(shape).sum(axis=2),
+        steps=steps,
+        seeds=n_seeds,
+        options=dict(options),
+    )
+
+
+def _finite_mean(values: np.ndarray) -> np.ndarray:
+    """Mean over axis 0 of the finite entries (NaN where there are none)."""
+    finite = np.isfinite(values)
+    count = finite.sum(axis=0)
+    total = np.where(finite, values, 0.0).sum(axis=0)
+    return np.divide(total, count, out=np.full(total.shape, np.nan), where=count > 0)
+
+
+@dataclass(frozen=True, eq=False)
+class TunerComparison:
+    """Iterations to target of YellowFin against grid-tuned momentum SGD and Adam, one problem.
+
+    Attributes
+    ----------
+    problem : str
+    n_workers : int
+        Asynchronous workers M (1: no staleness).
+    methods : tuple of str
+        ``"yellowfin"``, ``"momentum"`` (heavy ball, best (α, μ) of the grid), ``"adam"`` (best α).
+    iterations : float64 (3,)
+        Median over seeds of the updates to target (for the grid methods at their best grid point);
+        inf where the median run missed the target.
+    per_seed : float64 (3, n_seeds)
+    best : tuple of dict
+        The chosen hyperparameters (empty for YellowFin).
+    sweeps : tuple of SweepResult
+        The grid sweeps of momentum SGD and Adam (every grid point and seed).
+    options : dict
+        YellowFin's arguments.
+    """
+
+    problem: str
+    n_workers: int
+    methods: tuple[str, ...]
+    iterations: np.ndarray
+    per_seed: np.ndarray
+    best: tuple[dict, ...]
+    sweeps: tuple[Any, ...]
+    options: dict = field(default_factory=dict)
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per method: median iterations and the chosen hyperparameters."""
+        import pandas as pd
+
+        rows = [
+            {"problem": self.problem, "n_workers": self.n_workers, "method": m, "iterations": it}
+            | hp
+            for m, it, hp in zip(self.methods, self.iterations, self.best, strict=True)
+        ]
+        return pd.DataFrame(rows)
+
+
+def compare_tuners(
+    problem: str,
+    *,
+    n_workers: int = 1,
+    seeds: int = 4,
+    steps: int = 3000,
+    record_every: int = 10,
+    lrs: Any = None,
+    momenta: Any = None,
+    adam_lrs: Any = None,
+    seed: int = 0,
+    **options: Any,
+) -> TunerComparison:
+    """Measure YellowFin against grid-tuned momentum SGD and Adam: median updates to the target.
+
+    The grids run as :class:`asyncsim.sweep.Sweep` chunks; YellowFin runs on each chunk's staleness
+    trace and gradient noise (common random numbers with the grids). A grid method scores its best
+    grid point's median over seeds.
+
+    Parameters
+    ----------
+    problem : str
+        A reference problem (``"nq50"``, ``"digits-mlp"``).
+    n_workers : int
+        Asynchronous workers M (event traces of the cluster model; 1: no staleness).
+    seeds : int
+        Replications (theory.md §2: 32 for nq50, 8 for digits-mlp).
+    steps : int
+        Budget of updates (runs stop once every configuration met the target or diverged).
+    record_every : int
+        Resolution of the iterations to target.
+    lrs, momenta, adam_lrs : sequence of float or None
+        Grids; defaults of theory.md §2: α = 2^-13 ... 2 by factors √2, the nine μ from -0.9 to
+        0.9, and for Adam α = 2^-13 ... 2^-1.
+    seed : int
+        Root seed of the sweeps.
+    **options
+        Arguments of :func:`yellowfin`.
+
+    Returns
+    -------
+    TunerComparison
+    """
+    from asyncsim.engine import run
+    from asyncsim.problems import make_problem
+    from asyncsim.sweep import Sweep, _chunk_trace, run_sweep
+
+    lrs = tuple(2.0 ** np.arange(-13.0, 1.25, 0.5)) if lrs is None else tuple(lrs)
+    momenta = tuple(np.linspace(-0.9, 0.9, 9)) if momenta is None else tuple(momenta)
+    adam_lrs = tuple(2.0 ** np.arange(-13.0, -0.75, 0.5)) if adam_lrs is None else tuple(adam_lrs)
+    common = {
+        "problem": problem,
+        "workers": (check_int("n_workers", n_workers, low=1),),
+        "staleness": "cluster" if n_workers > 1 else "geometric",
+        "seeds": seeds,
+        "steps": steps,
+        "record_every": record_every,
+        "seed": seed,
+    }
+    grids = (
+        run_sweep(Sweep(lrs=lrs, momenta=momenta, optimizer="heavy_ball", **common)),
+        run_sweep(Sweep(lrs=adam_lrs, momenta=(0.0,), optimizer="adam", **common)),
+    )
+    sweep = grids[0].sweep
+    nq = make_problem(problem)
+    streams = [np.random.SeedSequence([seed, 0, s]).spawn(2) for s in range(seeds)]
+    history = run(  # the chunks' traces and noise, as run_chunk draws them
+        nq,
+        yellowfin(**options),
+        [_chunk_trace(sweep, 0, trace_seq) for trace_seq, _ in streams],
+        steps,
+        rng=[noise for _, noise in streams],
+        record_every=record_every,
+        estimate_momentum=False,
+        stop_at=nq.target,
+    )
+    per_seed = [iterations_to_target(history, nq.target)]
+    best: list[dict] = [{}]
+    for grid in grids:
+        choice = grid.best()
+        lr, mu = float(choice["lr"][0]), float(choice["momentum"][0])
+        pick = (grid["lr"] == lr) & (grid["momentum"] == mu)
+        per_seed.append(grid["iterations"][pick])
+        best.append({"lr": lr} if grid.sweep.optimizer == "adam" else {"lr": lr, "momentum": mu})
+    per_seed_arr = np.array(per_seed)
+    return TunerComparison(
+        problem=nq.name,
+        n_workers=n_workers,
+        methods=("yellowfin", "momentum", "adam"),
+        iterations=np.median(per_seed_arr, axis=1),
+        per_seed=per_seed_arr,
+        best=tuple(best),
+        sweeps=grids,
+        options=dict(options),
+    )
