@@ -1,0 +1,191 @@
+"""The notebooks: committed without outputs, public API only, executed at a small scale.
+
+Each notebook's first code cell reads the scale from ``ASYNCSIM_NOTEBOOK_SCALE``; the execution tests set
+it to ``small`` and run the notebook with nbclient, on a kernel of this very interpreter (ipykernel's own
+kernel spec, so no ``python -m ipykernel install`` is needed and no other installed kernel is picked up),
+in a temporary working directory, and check that nothing was written into the repository (outside
+``figures/``, where notebooks may write).
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import os
+import subprocess
+from pathlib import Path
+
+import nbformat
+import pytest
+from jupyter_client.kernelspec import KernelSpecManager
+from jupyter_client.manager import AsyncKernelManager
+from nbclient import NotebookClient
+from traitlets import default
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
+EXPECTED = (
+    "01-staleness.ipynb",
+    "02-asynchrony-begets-momentum.ipynb",
+    "03-robust-region.ipynb",
+    "04-yellowfin.ipynb",
+    "05-closed-loop.ipynb",
+    "06-hardware-vs-statistical-efficiency.ipynb",
+)
+SCALE_VARIABLE = "ASYNCSIM_NOTEBOOK_SCALE"
+ALLOWED_MODULES = {"os", "numpy", "matplotlib", "pandas", "asyncsim", "theory"}
+CELL_TIMEOUT = 600  # seconds; at the small scale a notebook takes well under a minute
+# Folders a notebook may write into (figures/), or that Python and the tools manage themselves.
+UNWATCHED = {
+    ".git",
+    "__pycache__",
+    ".pytest_cache",
+    ".hypothesis",
+    ".ruff_cache",
+    ".mypy_cache",
+    ".venv",
+    "build",
+    "dist",
+    "figures",
+}
+
+by_name = pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+
+
+def _read(path: Path) -> nbformat.NotebookNode:
+    return nbformat.read(path, as_version=4)
+
+
+def _code_cells(nb: nbformat.NotebookNode) -> list[nbformat.NotebookNode]:
+    return [cell for cell in nb.cells if cell.cell_type == "code"]
+
+
+def _python_source(cell: nbformat.NotebookNode) -> str:
+    """The cell's source without IPython magics and shell escapes (``%...``, ``!...``)."""
+    return "\n".join(
+        line for line in cell.source.splitlines() if not line.lstrip().startswith(("%", "!"))
+    )
+
+
+def test_every_notebook_is_there() -> None:
+    assert sorted(p.name for p in NOTEBOOKS if p.name in EXPECTED) == sorted(EXPECTED)
+
+
+@by_name
+def test_committed_without_outputs(path: Path) -> None:
+    nbformat.validate(_read(path))
+    for i, cell in enumerate(_code_cells(_read(path))):
+        assert cell.outputs == [], f"{path.name}: code cell {i} has outputs; strip them"
+        assert cell.execution_count is None, f"{path.name}: code cell {i} has an execution count"
+
+
+@by_name
+def test_first_code_cell_reads_the_scale(path: Path) -> None:
+    first = _code_cells(_read(path))[0]
+    assert SCALE_VARIABLE in first.source
+    assert "parameters" in first.metadata.get("tags", [])
+
+
+@by_name
+def test_imports_only_the_public_api(path: Path) -> None:
+    for i, cell in enumerate(_code_cells(_read(path))):
+        for node in ast.walk(ast.parse(_python_source(cell))):
+            where = f"{path.name}, code cell {i}, line {getattr(node, 'lineno', '?')}"
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    _check_module(alias.name, where)
+            elif isinstance(node, ast.ImportFrom):
+                assert node.level == 0 and node.module, f"{where}: relative import"
+                _check_module(node.module, where)
+                if node.module.split(".")[0] in ("asyncsim", "theory"):
+                    public = getattr(importlib.import_module(node.module), "__all__", ())
+                    for alias in node.names:
+                        assert alias.name in public, (
+                            f"{where}: {alias.name} is not in {node.module}.__all__"
+                        )
+            elif isinstance(node, ast.Attribute) and node.attr.startswith("_"):
+                base = node.value
+                while isinstance(base, ast.Attribute):
+                    base = base.value
+                if isinstance(base, ast.Name) and base.id in ("asyncsim", "theory"):
+                    pytest.fail(f"{where}: private name {node.attr}")
+
+
+def _check_module(name: str, where: str) -> None:
+    parts = name.split(".")
+    assert parts[0] in ALLOWED_MODULES, f"{where}: imports {name}"
+    assert not any(p.startswith("_") for p in parts), f"{where}: imports private module {name}"
+
+
+def test_readme_links_every_notebook() -> None:
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    assert "## Notebooks" in readme
+    for name in EXPECTED:
+        assert f"(notebooks/{name})" in readme, f"README.md does not link notebooks/{name}"
+
+
+class _ThisInterpreterKernel(AsyncKernelManager):
+    """A kernel of the running interpreter: ipykernel's built-in spec, whatever specs are installed."""
+
+    @default("kernel_spec_manager")
+    def _only_the_native_kernel(self) -> KernelSpecManager:
+        return KernelSpecManager(kernel_dirs=[])
+
+
+def _repo_state() -> set[str]:
+    """What the repository holds beyond its last commit, outside the unwatched folders.
+
+    In a git checkout: the lines of ``git status`` (new, modified, deleted and ignored paths, one per
+    file). Edits to a file that was already modified do not show, so other work going on in the same
+    tree is not mistaken for the notebook's. Elsewhere: the set of file paths.
+    """
+    try:
+        listing = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=all", "--ignored"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.splitlines()
+        entries = {(line, line[3:]) for line in listing}
+    except (OSError, subprocess.CalledProcessError):  # not a git checkout, or no git
+        entries = set()
+        for root, dirs, names in os.walk(REPO_ROOT):
+            dirs[:] = [d for d in dirs if d not in UNWATCHED]
+            for name in names:
+                path = str(Path(root, name).relative_to(REPO_ROOT))
+                entries.add((path, path))
+    return {
+        entry
+        for entry, path in entries
+        if not any(part in UNWATCHED or part.endswith(".egg-info") for part in Path(path).parts)
+    }
+
+
+@pytest.mark.slow
+@by_name
+def test_runs_at_small_scale(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    nb = _read(path)
+    monkeypatch.setenv(SCALE_VARIABLE, "small")  # the kernel inherits this environment
+    before = _repo_state()
+    client = NotebookClient(
+        nb,
+        timeout=CELL_TIMEOUT,
+        kernel_name="python3",
+        kernel_manager_class=_ThisInterpreterKernel,
+        resources={"metadata": {"path": str(tmp_path)}},  # the kernel's working directory
+    )
+    client.execute()  # raises CellExecutionError at the first cell that fails
+    after = _repo_state()
+    assert after == before, (
+        f"{path.name} wrote into the repository (or someone else did meanwhile): "
+        f"new {sorted(after - before)}, gone {sorted(before - after)}"
+    )
+    stderr = [
+        out.text
+        for cell in _code_cells(nb)
+        for out in cell.outputs
+        if out.output_type == "stream" and out.name == "stderr"
+    ]
+    assert not [text for text in stderr if "RuntimeWarning" in text], stderr
