@@ -2,7 +2,9 @@
 
 Parameters are arrays of shape ``(B, d)``: B independent configurations in lockstep. Hyperparameters are
 scalars or arrays of shape ``(B,)``, so one run covers a grid. ``update(grads, state, params, context)``
-returns ``(updates, new_state)`` and the engine applies ``w ← w + updates``. ``context`` is the engine's
+returns ``(updates, new_state)`` and the engine applies ``w ← w + updates``. A transformation never
+modifies its inputs; YellowFin updates its own state's arrays in place (keep no reference to an old
+state of it; the engine never does). ``context`` is the engine's
 :class:`StepContext` (writer, the parameters it read, its previous read, gradients aggregated), which most
 transformations ignore.
 
@@ -24,6 +26,7 @@ __all__ = [
     "StepContext",
     "adam",
     "chain",
+    "compact",
     "heavy_ball",
     "hyperparameter",
     "implied_batch",
@@ -150,11 +153,22 @@ def scale(factor: Any) -> GradientTransformation:
 # ------------------------------------------------------------------------------------------ momentum
 class MomentumState(NamedTuple):
     velocity: np.ndarray  # (B, d) last applied update w_t - w_{t-1}
-    lr: np.ndarray  # (B, 1)
-    momentum: np.ndarray  # (B, 1)
+    lr: float | np.ndarray  # a float when the batch shares it, else (B, 1)
+    momentum: float | np.ndarray
 
     def record(self) -> dict[str, np.ndarray]:
-        return {"lr": self.lr[:, 0], "momentum": self.momentum[:, 0]}
+        b = self.velocity.shape[0]
+        return {
+            "lr": np.broadcast_to(np.ravel(self.lr), (b,)),
+            "momentum": np.broadcast_to(np.ravel(self.momentum), (b,)),
+        }
+
+
+def compact(column: np.ndarray) -> float | np.ndarray:
+    """A ``(B, 1)`` hyperparameter column as a Python float when every configuration shares it (a
+    scalar factor multiplies fastest), else the column itself."""
+    first = column[0, 0]
+    return float(first) if (column == first).all() else column
 
 
 def _momentum(lr: Any, momentum: Any, nesterov_form: bool) -> GradientTransformation:
@@ -165,18 +179,21 @@ def _momentum(lr: Any, momentum: Any, nesterov_form: bool) -> GradientTransforma
         b = params.shape[0]
         return MomentumState(
             np.zeros_like(params),
-            hyperparameter("lr", lr, b, low=0.0, low_open=True),
-            hyperparameter(
-                "momentum", momentum, b, low=-1.0, high=1.0, low_open=True, high_open=True
+            compact(hyperparameter("lr", lr, b, low=0.0, low_open=True)),
+            compact(
+                hyperparameter(
+                    "momentum", momentum, b, low=-1.0, high=1.0, low_open=True, high_open=True
+                )
             ),
         )
 
     def update(grads, state, params, context=None):
-        step = state.momentum * state.velocity - state.lr * grads
+        velocity = state.momentum * state.velocity  # u ← μ u - α g, a new array: states stay pure
+        velocity -= state.lr * grads
         if nesterov_form:
-            # Sutskever's form written on the look-ahead iterate: u ← μ u - α g; Δw = μ u - α g.
-            return state.momentum * step - state.lr * grads, state._replace(velocity=step)
-        return step, state._replace(velocity=step)
+            # Sutskever's form written on the look-ahead iterate: Δw = μ u - α g.
+            return state.momentum * velocity - state.lr * grads, state._replace(velocity=velocity)
+        return velocity, state._replace(velocity=velocity)
 
     return GradientTransformation(init, update, implied_batch(lr, momentum))
 
