@@ -255,7 +255,83 @@ def _plot_pmf(trace: Trace, path: Path) -> None:
     fig.savefig(path)
 
 
-_COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (_add_staleness,)
+# --------------------------------------------------------------------------- figures
+FIGURE_SCALES = ("quick", "full")
+"""Scales of ``asyncsim figures`` (:data:`asyncsim.figures.SCALES`; that module is imported only when
+the command runs, since it brings matplotlib and theory)."""
+
+
+def _add_figures(subparsers: argparse._SubParsersAction) -> None:
+    sub = subparsers.add_parser(
+        "figures",
+        help="compute the teaching figures: PNG and CSV per figure",
+        description=(
+            "Compute the teaching figures (each claim measured in the simulator, the theory's "
+            "prediction beside it) and write <name>.png and the data behind it, <name>.csv, per "
+            "figure: staleness, momentum, penalty, robust_region, total_momentum, closed_loop, "
+            "tuners, groups."
+        ),
+    )
+    sub.add_argument(
+        "--only",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="make only this figure (repeatable; default: all)",
+    )
+    sub.add_argument(
+        "--scale",
+        choices=FIGURE_SCALES,
+        default="quick",
+        help="quick (default: about a minute on two cores) or full (the grids of theory.md §2)",
+    )
+    sub.add_argument(
+        "--out", type=Path, default=Path("figures"), help="output folder (default figures/)"
+    )
+    sub.add_argument(
+        "--jobs",
+        type=_integer(1),
+        default=_available_cpus(),
+        help="worker processes (default: the CPUs available, here %(default)s)",
+    )
+    sub.add_argument(
+        "--seed", type=_integer(0), default=0, help="root seed (default 0: the committed figures)"
+    )
+    sub.set_defaults(handler=_figures, command_parser=sub)
+
+
+def _available_cpus() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _figures(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from asyncsim.figures import FIGURES, make_figures
+
+    names = args.only
+    for name in names or ():
+        if name not in FIGURES:
+            parser.error(f"argument --only: must be one of {', '.join(FIGURES)}; got {name}")
+    print(
+        f"asyncsim figures: {', '.join(names) if names else 'all'} at scale {args.scale}, "
+        f"seed {args.seed}, {args.jobs} job(s), into {args.out}/",
+        flush=True,
+    )
+    elapsed = 0.0
+    for name, result, elapsed in make_figures(
+        names, scale=args.scale, rng=args.seed, jobs=args.jobs
+    ):
+        png, csv = result.save(args.out, name)
+        print(f"  {elapsed:7.1f} s  {png}  {csv}", flush=True)
+    print(f"done in {elapsed:.1f} s")
+    return 0
+
+
+_COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
+    _add_staleness,
+    _add_figures,
+)
 """Subcommand registrars, in the order of ``asyncsim --help``."""
 
 
