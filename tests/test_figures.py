@@ -137,17 +137,21 @@ def grid_rows(data: pd.DataFrame, problem: str, kind: str) -> pd.DataFrame:
 
 @pytest.mark.slow
 def test_asynchrony_begets_momentum_on_nq50(quick: Path) -> None:
-    """What holds on nq50 for root seeds 0, 1 and 2 alike (32 seeds each, record_every 2).
+    """The best explicit momentum falls with M and is negative at M = 16.
 
-    The landscape is flat at high M, so the grid's argmin is noisy: 0.675, 0.225, 0.675, 0, -0.225
-    (seed 0), 0, 0, 0.225, 0, 0 (seed 1), 0.675, 0.45, 0.225, -0.45, -0.225 (seed 2) for M = 1..16.
-    The band of μ within 5% of the best moves down steadily: [0, ≥0.675] at M = 1, [-0.675, ≤0.45]
-    at M = 16.
+    The landscape is flat at high M (at M = 4 every μ in [-0.225, 0.675] is within 3% of the best),
+    so the grid's argmin needs many seeds: with theory.md's 32 it jumped by two grid steps between
+    root seeds; with 128 (median iterations, common random numbers across the grid) it reads 0.675,
+    0.45, 0.225, 0, -0.225 for M = 1..16 at seed 0, and a bootstrap over seeds of another root seed
+    kept it non-increasing within one grid step in 97% and negative at M = 16 in 99% of resamples.
     """
     data = read(quick, "momentum")
     grid = grid_rows(data, "nq50", "grid").set_index("workers")
     assert grid.index.tolist() == [1, 2, 4, 8, 16]
-    assert grid.loc[16, "momentum"] <= 0.0  # negative for seeds 0 and 2, zero for seed 1
+    best = grid["momentum"].to_numpy()
+    assert np.all(np.diff(best) <= GRID_STEP + 1e-12), best  # non-increasing up to one grid step
+    assert best[-1] < 0, best
+    # the band of μ within 5% of the best moves down with M
     assert grid.loc[1, "band_low"] >= 0.0 and grid.loc[1, "band_high"] >= 0.675
     assert grid.loc[16, "band_low"] <= -0.675 + 1e-12 and grid.loc[16, "band_high"] <= 0.45 + 1e-12
     # the single-run optimum (noiseless, distance 1e-6) falls monotonically, 0.675, 0.45, 0, -0.225,
@@ -178,13 +182,13 @@ def test_tuning_momentum_shrinks_the_penalty(quick: Path) -> None:
     fixed = data["μ = 0.9 fixed"]
     nonnegative = data["tuned over μ ≥ 0"]
     tuned = data["tuned over all μ"]
-    # seed 0: 0.9 fixed 1, 1.06, 1.43, 1.98, 2.80; μ ≥ 0 1, 1.07, 1.38, 1.46, 1.81; all 1, ..., 1.78
-    # (seeds 1, 2: 2.13 and 2.04 against 1.39 and 1.33 at M = 8; 2.88, 2.81 against 1.80, 1.62 at 16)
+    # seed 0, 128 seeds: 0.9 fixed 1, 1.06, 1.37, 1.90, 2.75; μ ≥ 0 1, 1.07, 1.26, 1.38, 1.69;
+    # all μ 1, 1.07, 1.26, 1.38, 1.62
     for m in (8, 16):
         assert tuned[m] < fixed[m] / 1.3
         assert nonnegative[m] < fixed[m] / 1.3
-    # allowing negative momentum never makes it worse: gains at M = 16 of 1.7%, 0% and 3.1% (seeds
-    # 0, 1, 2), not the paper's 2x
+    # allowing negative momentum never makes it worse: a gain of 4% at M = 16 (1.7%, 0% and 3.1% for
+    # root seeds 0, 1, 2 with 32 seeds), not the paper's 2x
     assert np.all(tuned.to_numpy() <= nonnegative.to_numpy() + 1e-12)
 
 
