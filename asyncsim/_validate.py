@@ -72,7 +72,9 @@ def check_choice(name: str, value: object, choices: tuple[str, ...]) -> str:
     return str(value)
 
 
-def _inside(x: float, low: float | None, high: float | None, low_open: bool, high_open: bool) -> bool:
+def _inside(
+    x: float, low: float | None, high: float | None, low_open: bool, high_open: bool
+) -> bool:
     if low is not None and (x <= low if low_open else x < low):
         return False
     return not (high is not None and (x >= high if high_open else x > high))
