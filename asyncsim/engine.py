@@ -11,7 +11,7 @@ The expected-dynamics mode replaces the gradient by its expectation over a stale
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -85,8 +85,9 @@ class History:
     diverged_at : int64 (B,)
         The step at which divergence was detected (-1 if never).
     final_params : float64 (B, d)
-    seeds : list
-        The seed sequence of each configuration's randomness.
+    seed : SeedSequence or sequence
+        What made the configurations' randomness: the root seed sequence (configuration b draws from
+        its b-th spawned child) or the B seeds given.
     """
 
     steps: np.ndarray
@@ -98,7 +99,7 @@ class History:
     diverged: np.ndarray
     diverged_at: np.ndarray
     final_params: np.ndarray
-    seeds: list = field(default_factory=list)
+    seed: Any = None
     problem: str = ""
 
     def __getitem__(self, name: str) -> np.ndarray:
@@ -182,24 +183,41 @@ class _Lockstep:
         return np.full(self.batch, table[step]) if self.shared else table[step]
 
 
-def _configuration_rngs(rng: Any, batch: int) -> tuple[list[np.random.Generator], list]:
-    """One independent generator per configuration (``SeedSequence.spawn``), or the B given ones."""
-    if isinstance(rng, Sequence) and not isinstance(rng, str):
-        if len(rng) != batch:
+class _Streams(Sequence):
+    """One independent generator per configuration (``SeedSequence.spawn``), or the B given ones,
+    created on first use: spawning costs about 8 µs a configuration, and deterministic problems need
+    none."""
+
+    def __init__(self, rng: Any, batch: int) -> None:
+        if isinstance(rng, Sequence) and not isinstance(rng, str) and len(rng) != batch:
             raise ValueError(f"rng must be one seed or a sequence of {batch} seeds, got {len(rng)}")
-        seqs = [
-            r
-            if isinstance(r, np.random.Generator | np.random.SeedSequence)
-            else np.random.SeedSequence(r)
-            for r in rng
-        ]
-    elif isinstance(rng, np.random.Generator):
-        seqs = rng.spawn(batch)
-    else:
-        root = rng if isinstance(rng, np.random.SeedSequence) else np.random.SeedSequence(rng)
-        seqs = root.spawn(batch)
-    gens = [s if isinstance(s, np.random.Generator) else np.random.default_rng(s) for s in seqs]
-    return gens, [getattr(s, "entropy", s) for s in seqs]
+        if not isinstance(rng, Sequence | np.random.Generator | np.random.SeedSequence):
+            rng = np.random.SeedSequence(rng)  # fixes the entropy now, also for rng=None
+        self._rng, self._batch = rng, batch
+        self._generators: list[np.random.Generator] | None = None
+
+    @property
+    def seed(self) -> Any:
+        """What makes the streams again: the root seed sequence, or the B given seeds."""
+        return self._rng
+
+    def __len__(self) -> int:
+        return self._batch
+
+    def __getitem__(self, index: Any) -> Any:
+        if self._generators is None:
+            rng = self._rng
+            if isinstance(rng, np.random.Generator):
+                seqs: list[Any] = rng.spawn(self._batch)
+            elif isinstance(rng, np.random.SeedSequence):
+                seqs = rng.spawn(self._batch)
+            else:
+                seqs = [r if isinstance(r, np.random.Generator | np.random.SeedSequence)
+                        else np.random.SeedSequence(r) for r in rng]  # fmt: skip
+            self._generators = [
+                s if isinstance(s, np.random.Generator) else np.random.default_rng(s) for s in seqs
+            ]
+        return self._generators[index]
 
 
 def _resolve_batch(
@@ -306,7 +324,7 @@ def run(
         if short:
             raise ValueError(f"steps must be <= the trace length ({min(short)}), got {steps}")
 
-    gens, seeds = _configuration_rngs(rng, b)
+    streams = _Streams(rng, b)
     w0 = problem.init_params(b)
     if expected:
         table = None
@@ -390,8 +408,11 @@ def run(
             n_aggregated = table.n_aggregated
             if table.shared:  # Python ints index fastest
                 read_slot, n_aggregated = read_slot.tolist(), n_aggregated.tolist()
+        slots = list(ring)  # one view per ring slot, made once
+        gradient, update = problem.gradient, transform.update
+        next_at = record_steps[next_record] if len(record_steps) > 1 else -1
         for t in range(steps):
-            cur = ring[t % ring_size]
+            cur = slots[t % ring_size]
             if expected:
                 weights = np.roll(reversed_laws, t, axis=1)
                 if weights.shape[0] == 1:
@@ -402,24 +423,25 @@ def run(
                 context = None
             else:
                 if t - block_start >= chunk or t == 0:
-                    block = problem.draw(gens, min(chunk, steps - t), k_max)
+                    block = problem.draw(streams, min(chunk, steps - t), k_max)
                     block_start = t
-                read = ring[read_slot[t]] if table.shared else ring[read_slot[t], rows]
+                read = slots[read_slot[t]] if table.shared else ring[read_slot[t], rows]
                 noise = None if block is None else block[:, t - block_start]
-                grads = problem.gradient(read, noise, n_aggregated[t])
+                grads = gradient(read, noise, n_aggregated[t])
                 context = _Context(table, t, read)
-            updates, state = transform.update(grads, state, cur, context)
+            updates, state = update(grads, state, cur, context)
             if frozen:
                 updates = np.where(diverged[:, None], 0.0, updates)
-            new = ring[(t + 1) % ring_size]
+            new = slots[(t + 1) % ring_size]
             np.add(cur, updates, out=new)
             if estimator is not None:
                 lr = record_of(state)["lr"]
                 estimator = momentum_estimator_update(estimator, context, grads, lr)
-            if next_record < len(record_steps) and record_steps[next_record] == t + 1:
+            if t + 1 == next_at:
                 loss = check(t + 1, new)
                 record(t + 1, new, loss)
                 next_record += 1
+                next_at = record_steps[next_record] if next_record < len(record_steps) else -1
                 if stop_at is not None:
                     reached |= loss <= stop_at
                     if (reached | diverged).all():
@@ -439,7 +461,7 @@ def run(
         diverged=diverged,
         diverged_at=diverged_at,
         final_params=final,
-        seeds=seeds,
+        seed=streams.seed,
         problem=problem.name,
     )
 

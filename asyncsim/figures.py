@@ -580,7 +580,7 @@ def nq50_sweep(
     progress: bool | None = None,
 ) -> SweepResult:
     """The grid search on ``nq50`` behind the ``momentum`` and ``penalty`` figures (compute it once
-    and pass it to both as ``sweep=``): M × α × the nine μ of theory.md §2 × 32 seeds."""
+    and pass it to both as ``sweep=``): M × α × the nine μ of theory.md §2 × 128 seeds."""
     s = _settings("nq50", scale)
     sweep = Sweep(
         "nq50",

@@ -13,7 +13,7 @@ One BLAS thread throughout (threadpoolctl); the second core is for a second proc
 process per core). Medians over ``--repeats`` runs; ratios are what to read, absolute rates vary with the
 machine's load.
 
-    python benchmarks/engine.py [--batch 256] [--steps 400] [--repeats 5]
+    python benchmarks/engine.py [--batch 256] [--steps 1000] [--repeats 5]
 """
 
 from __future__ import annotations
@@ -68,7 +68,9 @@ def dense_loop(
     past = [np.ones(hess.shape[0])]
     w, v = past[0], np.zeros(hess.shape[0])
     for t in range(steps):
-        g = hess @ past[reads[t]] + sigma * rng.standard_normal(hess.shape[0])
+        g = hess @ past[reads[t]]
+        if sigma:
+            g = g + sigma * rng.standard_normal(hess.shape[0])
         v = MU * v - LR * g
         w = w + v
         past.append(w)
@@ -125,7 +127,7 @@ def compare(label: str, problem, loop_one, batch: int, steps: int, loop_configs:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=256)
-    parser.add_argument("--steps", type=int, default=400)
+    parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     b, steps, reps = args.batch, args.steps, args.repeats
@@ -141,27 +143,28 @@ def main() -> None:
                     lambda reads, n, seed, h=h, s=sigma: quadratic_loop(h, s, reads, n, seed),
                     b, steps, loop_configs, reps,
                 )  # fmt: skip
-        dense = NoisyQuadratic(spectrum(1000, 100.0), noise=0.03, rotation=0)
-        compare(
-            "dense d=1000 sigma=0.03",
-            dense,
-            lambda reads, n, seed: dense_loop(dense.hessian, 0.03, reads, n, seed),
-            b, steps // 4, 4, reps,
-        )  # fmt: skip
         w = np.ones((b, 1000))
-        matmul = median_seconds(lambda: w @ dense.hessian, reps)
         dense_steps = steps // 4
-        transform = heavy_ball(np.full(b, LR), MU)
         trace = Trace.geometric(M, dense_steps, rng=0)
-        engine = median_seconds(
-            lambda: run(dense, transform, trace, dense_steps, rng=0, record_every=None),
-            reps,
-        )
-        print(
-            f"dense d=1000: engine step {engine / dense_steps * 1e3:.2f} ms, "
-            f"bare ({b} x 1000) @ (1000 x 1000) {matmul * 1e3:.2f} ms: "
-            f"{matmul * dense_steps / engine:.0%} of the multiply rate"
-        )
+        transform = heavy_ball(np.full(b, LR), MU)
+        for sigma in (0.0, 0.03):
+            dense = NoisyQuadratic(spectrum(1000, 100.0), noise=sigma, rotation=0)
+            compare(
+                f"dense d=1000 sigma={sigma}",
+                dense,
+                lambda reads, n, seed, q=dense, s=sigma: dense_loop(q.hessian, s, reads, n, seed),
+                b, dense_steps, 4, reps,
+            )  # fmt: skip
+            matmul = median_seconds(lambda q=dense: w @ q.hessian, reps)
+            engine = median_seconds(
+                lambda q=dense: run(q, transform, trace, dense_steps, rng=0, record_every=None),
+                reps,
+            )
+            print(
+                f"  dense d=1000 sigma={sigma}: engine step {engine / dense_steps * 1e3:.2f} ms, bare "
+                f"({b} x 1000) @ (1000 x 1000) {matmul * 1e3:.2f} ms: "
+                f"{matmul * dense_steps / engine:.0%} of the multiply rate"
+            )
         mlp = DigitsMLP()
         compare(
             "digits-mlp (64-32-10, minibatch 32)",
