@@ -371,7 +371,7 @@ def run(
         rec["time"].append(np.broadcast_to(clock, (b,)).astype(np.float64))
         values = record_of(state)
         if estimator is not None:
-            values["total_momentum"] = momentum_estimate(estimator)
+            values["total_momentum"] = np.where(diverged, np.nan, momentum_estimate(estimator))
         for name, v in values.items():
             rec_values.setdefault(name, []).append(np.broadcast_to(v, (b,)).astype(np.float64))
 
