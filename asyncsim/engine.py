@@ -223,9 +223,8 @@ class _Streams(Sequence):
 def _resolve_batch(
     transform: GradientTransformation, sizes: dict[str, int | None], batch: Any
 ) -> int:
+    sizes = sizes | {"transform hyperparameters": transform.batch}
     found = {name: n for name, n in sizes.items() if n is not None}
-    found["transform hyperparameters"] = transform.batch
-    found = {k: v for k, v in found.items() if v is not None}
     if batch is not None:
         found["batch"] = check_int("batch", batch, low=1)
     if len(set(found.values())) > 1:
@@ -300,7 +299,9 @@ def run(
             f"transform must be a GradientTransformation, got {type(transform).__name__}"
         )
 
-    sources = [trace] if trace is None or isinstance(trace, Trace | StalenessLaw) else list(trace)
+    sources: list[Any] = (
+        [trace] if trace is None or isinstance(trace, Trace | StalenessLaw) else list(trace)
+    )
     expected = isinstance(sources[0], StalenessLaw)
     kind = StalenessLaw if expected else Trace
     if not all(isinstance(s, kind) for s in sources) and sources != [None]:
@@ -326,8 +327,8 @@ def run(
 
     streams = _Streams(rng, b)
     w0 = problem.init_params(b)
+    table: Any = None  # the per-step index tables of a trace run (None in the expected mode)
     if expected:
-        table = None
         ring_size = max(s.pmf.size for s in sources)
     else:
         table = _Lockstep(sources, steps, b)

@@ -40,7 +40,7 @@ class MomentumEstimate(NamedTuple):
     pending_valid: np.ndarray  # (W, B) bool: writer has a complete pending term
     num: np.ndarray
     den: np.ndarray
-    count: np.ndarray  # (B,) EMA updates so far
+    terms: np.ndarray  # (B,) EMA updates so far
     beta: float
 
 
@@ -85,7 +85,7 @@ def momentum_estimator_update(
     pending_num[slot, rows] = np.asarray(lr).reshape(-1, 1) * grads - read
     pending_den[slot, rows] = read - context.previous_read_params()
     pending_valid[slot, rows] = context.has_previous_read() & known
-    return est._replace(num=num, den=den, count=est.count + valid)
+    return est._replace(num=num, den=den, terms=est.terms + valid)
 
 
 def momentum_estimate(est: MomentumEstimate, rel_floor: float = 1e-9) -> np.ndarray:
@@ -104,7 +104,7 @@ def momentum_estimate(est: MomentumEstimate, rel_floor: float = 1e-9) -> np.ndar
         low, high = ordered[rows, np.maximum(k - 1, 0) // 2], ordered[rows, k // 2]
         out = np.where(k % 2 == 1, low, (low + high) / 2)
         out[k == 0] = np.nan
-    return np.where(est.count > 0, out, np.nan)
+    return np.where(est.terms > 0, out, np.nan)
 
 
 # ------------------------------------------------------------------------------------------ rates

@@ -222,7 +222,7 @@ def nesterov(lr: Any, momentum: Any) -> GradientTransformation:
 class AdamState(NamedTuple):
     mu: np.ndarray  # (B, d) first-moment EMA
     nu: np.ndarray  # (B, d) second-moment EMA
-    count: int
+    steps: int  # updates so far
     lr: np.ndarray  # (B, 1)
 
     def record(self) -> dict[str, np.ndarray]:
@@ -252,7 +252,7 @@ def adam(lr: Any, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> Grad
         return AdamState(zeros, zeros.copy(), 0, lr_col)
 
     def update(grads, state, params, context=None):
-        count = state.count + 1
+        count = state.steps + 1
         mu = b1 * state.mu + (1.0 - b1) * grads
         nu = b2 * state.nu + (1.0 - b2) * grads * grads
         step_size = state.lr * (np.sqrt(1.0 - b2**count) / (1.0 - b1**count))

@@ -123,6 +123,9 @@ class NoisyQuadratic(Problem):
     target_fraction: float = 1e-3
     name: str = "quadratic"
     hessian: np.ndarray | None = field(init=False, default=None)
+    dim: int = field(init=False, repr=False)
+    target: float | None = field(init=False, repr=False)
+    shifted: bool = field(init=False, repr=False)
     affine_gradient = True
 
     def __post_init__(self) -> None:
@@ -227,6 +230,9 @@ class LeastSquares(_MinibatchProblem):
     w0: Any = 0.0
     target_fraction: float = 1e-3
     name: str = "least-squares"
+    w_star: np.ndarray = field(init=False, repr=False)
+    optimal_loss: float = field(init=False, repr=False)
+    target: float | None = field(init=False, repr=False)
     affine_gradient = True
 
     def __post_init__(self) -> None:
@@ -351,6 +357,13 @@ class DigitsMLP(_MinibatchProblem):
     target: float | None = 0.05
     seed: int = 0
     name: str = "digits-mlp"
+    features: np.ndarray = field(init=False, repr=False)
+    onehot: np.ndarray = field(init=False, repr=False)
+    labels: np.ndarray = field(init=False, repr=False)
+    eval_idx: np.ndarray = field(init=False, repr=False)
+    shapes: tuple[tuple[int, ...], ...] = field(init=False, repr=False)
+    bounds: tuple[tuple[int, int], ...] = field(init=False, repr=False)
+    w0: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         from sklearn.datasets import load_digits
@@ -461,11 +474,16 @@ def make_problem(name: str, **options: Any) -> Problem:
     50
     """
     check_choice("name", name, ("nq50", "q10", "digits-mlp"))
+    settings: dict[str, Any]
     if name == "nq50":
         settings = {"curvatures": spectrum(50, 100.0), "noise": 0.03, "name": "nq50"}
         return NoisyQuadratic(**(settings | options))
     if name == "q10":
         kappa = options.pop("kappa", 5.0)
-        settings = {"curvatures": spectrum(10, kappa), "noise": 0.0, "name": f"q10-k{kappa:g}"}
+        settings = {
+            "curvatures": spectrum(10, kappa),
+            "noise": 0.0,
+            "name": f"q10-k{kappa:g}",
+        }
         return NoisyQuadratic(**(settings | options))
     return DigitsMLP(**options)

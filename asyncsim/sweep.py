@@ -17,7 +17,7 @@ import json
 import os
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +29,7 @@ from asyncsim._validate import check_array, check_choice, check_int
 from asyncsim.cluster import ClusterConfig, simulate
 from asyncsim.engine import run
 from asyncsim.measure import iterations_to_target, time_to_target
-from asyncsim.optim import adam, heavy_ball, nesterov
+from asyncsim.optim import GradientTransformation, adam, heavy_ball, nesterov
 from asyncsim.problems import make_problem
 from asyncsim.trace import Trace
 
@@ -53,7 +53,11 @@ COLUMNS = (
     "time_per_update",
 )
 
-_OPTIMIZERS = {"heavy_ball": heavy_ball, "nesterov": nesterov, "adam": None}
+_OPTIMIZERS: dict[str, Callable[[np.ndarray, np.ndarray], GradientTransformation]] = {
+    "heavy_ball": heavy_ball,
+    "nesterov": nesterov,
+    "adam": lambda lr, momentum: adam(lr),  # Adam takes no momentum from the grid
+}
 
 
 @dataclass(frozen=True)
@@ -216,7 +220,7 @@ def run_chunk(sweep: Sweep, point: int, seed: int) -> dict[str, np.ndarray]:
     trace = _chunk_trace(sweep, point, trace_seq)
     problem = make_problem(sweep.problem, **dict(sweep.problem_options))
     lr, mu = (a.ravel() for a in np.meshgrid(sweep.lrs, sweep.momenta, indexing="ij"))
-    transform = adam(lr) if sweep.optimizer == "adam" else _OPTIMIZERS[sweep.optimizer](lr, mu)
+    transform = _OPTIMIZERS[sweep.optimizer](lr, mu)
     target = problem.target if sweep.target is None else sweep.target
     history = run(
         problem,
@@ -256,7 +260,7 @@ def _save_atomic(path: Path, columns: dict[str, np.ndarray]) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **columns)
+            np.savez(f, **columns)  # type: ignore[arg-type]
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -361,7 +365,7 @@ def _execute(
             yield key, run_chunk(sweep, *key)
         return
     owned = executor is None
-    pool = ProcessPoolExecutor(jobs, initializer=_one_blas_thread) if owned else executor
+    pool: Executor = executor or ProcessPoolExecutor(jobs, initializer=_one_blas_thread)
     try:
         futures = {pool.submit(run_chunk, sweep, *key): key for key in todo}
         from concurrent.futures import as_completed

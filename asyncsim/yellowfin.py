@@ -941,7 +941,7 @@ def compare_tuners(
     lrs = tuple(2.0 ** np.arange(-13.0, 1.25, 0.5)) if lrs is None else tuple(lrs)
     momenta = tuple(np.linspace(-0.9, 0.9, 9)) if momenta is None else tuple(momenta)
     adam_lrs = tuple(2.0 ** np.arange(-13.0, -0.75, 0.5)) if adam_lrs is None else tuple(adam_lrs)
-    common = {
+    common: dict[str, Any] = {
         "problem": problem,
         "workers": (check_int("n_workers", n_workers, low=1),),
         "staleness": "cluster" if n_workers > 1 else "geometric",
