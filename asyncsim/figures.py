@@ -131,7 +131,7 @@ _DIGITS = {
     "record_every": 10,
 }
 
-# Settings per figure and scale. "quick" keeps the claims' resolution where they need it (32 seeds and
+# Settings per figure and scale. "quick" keeps the claims' resolution where they need it (128 seeds and
 # record_every 2 for nq50) and trims what they do not (α outside the useful range, long budgets).
 _SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
     "staleness": _scales({"updates": 20_000, "max_workers": 16}, updates=400_000),
