@@ -79,18 +79,20 @@ def implied_batch(*values: Any) -> int | None:
     return sizes.pop() if sizes else None
 
 
-def hyperparameter(
-    name: str,
-    value: Any,
-    batch: int,
-    *,
-    low: float | None = None,
-    high: float | None = None,
-    low_open: bool = False,
-    high_open: bool = False,
-) -> np.ndarray:
-    """Broadcast a scalar or ``(B,)`` hyperparameter to a validated column of shape ``(B, 1)``."""
-    arr = check_array(name, value, low=low, high=high, low_open=low_open, high_open=high_open)
+#: Allowed ranges, as keyword arguments of :func:`~asyncsim._validate.check_array`.
+STEP_SIZE: dict[str, Any] = {"low": 0.0, "low_open": True}  # α in (0, inf)
+MOMENTUM: dict[str, Any] = {
+    "low": -1.0,
+    "high": 1.0,
+    "low_open": True,
+    "high_open": True,
+}  # μ in (-1, 1)
+
+
+def hyperparameter(name: str, value: Any, batch: int, **bounds: Any) -> np.ndarray:
+    """Broadcast a scalar or ``(B,)`` hyperparameter to a validated column of shape ``(B, 1)``;
+    ``bounds`` are the allowed range as :func:`~asyncsim._validate.check_array` takes it."""
+    arr = check_array(name, value, **bounds)
     if arr.ndim > 1 or (arr.ndim == 1 and arr.shape[0] not in (1, batch)):
         raise ValueError(
             f"{name} must be a scalar or have shape ({batch},) to match the batch, got shape {arr.shape}"
@@ -126,10 +128,10 @@ def sgd(lr: Any) -> GradientTransformation:
     lr : float or array (B,)
         Step size α > 0.
     """
-    check_array("lr", lr, low=0.0, low_open=True)
+    check_array("lr", lr, **STEP_SIZE)
 
     def init(params: np.ndarray) -> ScaleState:
-        return ScaleState(hyperparameter("lr", lr, params.shape[0], low=0.0, low_open=True))
+        return ScaleState(hyperparameter("lr", lr, params.shape[0], **STEP_SIZE))
 
     def update(grads, state, params, context=None):
         return -state.lr * grads, state
@@ -172,27 +174,24 @@ def compact(column: np.ndarray) -> float | np.ndarray:
 
 
 def _momentum(lr: Any, momentum: Any, nesterov_form: bool) -> GradientTransformation:
-    check_array("lr", lr, low=0.0, low_open=True)
-    check_array("momentum", momentum, low=-1.0, high=1.0, low_open=True, high_open=True)
+    check_array("lr", lr, **STEP_SIZE)
+    check_array("momentum", momentum, **MOMENTUM)
 
     def init(params: np.ndarray) -> MomentumState:
         b = params.shape[0]
         return MomentumState(
             np.zeros_like(params),
-            compact(hyperparameter("lr", lr, b, low=0.0, low_open=True)),
-            compact(
-                hyperparameter(
-                    "momentum", momentum, b, low=-1.0, high=1.0, low_open=True, high_open=True
-                )
-            ),
+            compact(hyperparameter("lr", lr, b, **STEP_SIZE)),
+            compact(hyperparameter("momentum", momentum, b, **MOMENTUM)),
         )
 
     def update(grads, state, params, context=None):
+        step = state.lr * grads
         velocity = state.momentum * state.velocity  # u ← μ u - α g, a new array: states stay pure
-        velocity -= state.lr * grads
+        velocity -= step
         if nesterov_form:
             # Sutskever's form written on the look-ahead iterate: Δw = μ u - α g.
-            return state.momentum * velocity - state.lr * grads, state._replace(velocity=velocity)
+            return state.momentum * velocity - step, state._replace(velocity=velocity)
         return velocity, state._replace(velocity=velocity)
 
     return GradientTransformation(init, update, implied_batch(lr, momentum))
@@ -241,14 +240,14 @@ def adam(lr: Any, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> Grad
     eps : float
         ε > 0 added to the root of the second moment.
     """
-    check_array("lr", lr, low=0.0, low_open=True)
+    check_array("lr", lr, **STEP_SIZE)
     check_real("b1", b1, low=0.0, high=1.0, high_open=True)
     check_real("b2", b2, low=0.0, high=1.0, high_open=True)
     check_real("eps", eps, low=0.0, low_open=True)
 
     def init(params: np.ndarray) -> AdamState:
         zeros = np.zeros_like(params)
-        lr_col = hyperparameter("lr", lr, params.shape[0], low=0.0, low_open=True)
+        lr_col = hyperparameter("lr", lr, params.shape[0], **STEP_SIZE)
         return AdamState(zeros, zeros.copy(), 0, lr_col)
 
     def update(grads, state, params, context=None):

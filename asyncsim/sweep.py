@@ -18,7 +18,7 @@ import os
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,7 +29,14 @@ from asyncsim._validate import check_array, check_choice, check_int
 from asyncsim.cluster import ClusterConfig, simulate
 from asyncsim.engine import run
 from asyncsim.measure import iterations_to_target, time_to_target
-from asyncsim.optim import GradientTransformation, adam, heavy_ball, nesterov
+from asyncsim.optim import (
+    MOMENTUM,
+    STEP_SIZE,
+    GradientTransformation,
+    adam,
+    heavy_ball,
+    nesterov,
+)
 from asyncsim.problems import make_problem
 from asyncsim.trace import Trace
 
@@ -122,8 +129,8 @@ class Sweep:
             if values.ndim != 1 or values.size == 0:
                 raise ValueError(f"{name} must be a non-empty sequence of numbers")
             set_(self, name, tuple(float(v) for v in values))
-        check_array("lrs", self.lrs, low=0.0, low_open=True)
-        check_array("momenta", self.momenta, low=-1.0, high=1.0, low_open=True, high_open=True)
+        check_array("lrs", self.lrs, **STEP_SIZE)
+        check_array("momenta", self.momenta, **MOMENTUM)
         set_(self, "workers", tuple(check_int("workers", m, low=1) for m in self.workers))
         if self.groups is not None:
             m = self.workers[0]
@@ -368,8 +375,6 @@ def _execute(
     pool: Executor = executor or ProcessPoolExecutor(jobs, initializer=_one_blas_thread)
     try:
         futures = {pool.submit(run_chunk, sweep, *key): key for key in todo}
-        from concurrent.futures import as_completed
-
         for future in as_completed(futures):
             yield futures[future], future.result()
     finally:
