@@ -5,6 +5,8 @@ gradient oracles, optimizers as pure transformations (YellowFin among them), the
 engine (:func:`run`), measurements, and resumable sweeps.
 """
 
+__version__ = "0.1.0"
+
 from asyncsim.cluster import ClusterConfig, simulate
 from asyncsim.distributions import Deterministic, Empirical, Exponential, Gamma, LogNormal, Uniform
 from asyncsim.engine import History, StalenessLaw, run

@@ -4,7 +4,9 @@ allowed range."""
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from numbers import Integral, Real
+from typing import Any
 
 import numpy as np
 
@@ -27,15 +29,22 @@ def check_real(
     high: float | None = None,
     low_open: bool = False,
     high_open: bool = False,
+    optional: bool = False,
 ) -> float:
-    """Return ``value`` as a finite float, or raise if it is not a real number in the given interval."""
+    """Return ``value`` as a finite float, or raise if it is not a real number in the given interval;
+    with ``optional``, None is accepted too (and returned as is)."""
+    alternative = "None or " if optional else ""
+    if optional and value is None:
+        return value  # type: ignore[return-value]
     if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(f"{name} must be a real number, got {value!r} ({type(value).__name__})")
+        raise TypeError(
+            f"{name} must be {alternative}a real number, got {value!r} ({type(value).__name__})"
+        )
     value = float(value)
     if not math.isfinite(value) or not _inside(value, low, high, low_open, high_open):
         raise ValueError(
-            f"{name} must be a finite number in {_interval(low, high, not low_open, not high_open)}, "
-            f"got {value}"
+            f"{name} must be {alternative}a finite number in "
+            f"{_interval(low, high, not low_open, not high_open)}, got {value}"
         )
     return value
 
@@ -70,6 +79,59 @@ def check_choice(name: str, value: object, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
     return str(value)
+
+
+def check_rng(
+    name: str,
+    value: object,
+    *,
+    none: bool = True,
+    seed_sequence: bool = True,
+    generator: bool = True,
+    sequence: bool = False,
+) -> Any:
+    """Return ``value`` if it is an accepted source of randomness, else raise naming what is accepted.
+
+    Accepted: None (fresh entropy), an int ``>= 0`` (not a bool; NumPy integers are returned as int),
+    a :class:`numpy.random.SeedSequence` and a :class:`numpy.random.Generator` (a bare
+    ``BitGenerator`` is returned wrapped in a Generator, as :func:`numpy.random.default_rng` would),
+    each unless switched off; with ``sequence``, also a non-empty sequence of such items (one per
+    configuration), returned as a list with every item checked as ``name[i]``.
+    """
+    kinds = [
+        *(["None"] if none else []),
+        "an int in [0, inf)",
+        *(["a numpy SeedSequence"] if seed_sequence else []),
+        *(["a numpy Generator"] if generator else []),
+    ]
+    allowed = ", ".join(kinds[:-1]) + " or " + kinds[-1] if len(kinds) > 1 else kinds[0]
+    if sequence:
+        allowed += ", or a non-empty sequence of them (one per configuration)"
+    if (
+        sequence
+        and isinstance(value, Sequence)
+        and not isinstance(value, str | bytes)
+        and len(value) > 0
+    ):
+        return [
+            check_rng(
+                f"{name}[{i}]", item, none=none, seed_sequence=seed_sequence, generator=generator
+            )
+            for i, item in enumerate(value)
+        ]
+    if value is None and none:
+        return None
+    if isinstance(value, Integral) and not isinstance(value, bool):
+        if value < 0:
+            raise ValueError(f"{name} must be {allowed}, got {value}")
+        return int(value)
+    if seed_sequence and isinstance(value, np.random.SeedSequence):
+        return value
+    if generator and isinstance(value, np.random.Generator):
+        return value
+    if generator and isinstance(value, np.random.BitGenerator):
+        return np.random.Generator(value)
+    raise TypeError(f"{name} must be {allowed}, got {value!r} ({type(value).__name__})")
 
 
 def _inside(

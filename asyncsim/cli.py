@@ -10,12 +10,14 @@ argument, the value and the allowed range. The library never prints; this module
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from asyncsim import __version__
 from asyncsim.cluster import MODES, ClusterConfig, simulate
 from asyncsim.distributions import (
     Deterministic,
@@ -51,6 +53,7 @@ def _build_parser() -> argparse.ArgumentParser:
         prog="asyncsim",
         description="Asynchrony begets momentum: staleness traces, stale-gradient SGD, figures.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in _COMMANDS:
         add(subparsers)
@@ -59,13 +62,17 @@ def _build_parser() -> argparse.ArgumentParser:
 
 # ------------------------------------------------------------------------- argument types
 def _integer(low: int) -> Callable[[str], int]:
-    """An argparse type: an integer ``>= low``."""
+    """An argparse type: an integer ``>= low``, also written as a whole number like ``1e5``."""
 
     def parse(text: str) -> int:
         try:
-            value = int(text)
+            value: int | None = int(text)
         except ValueError:
-            value = None
+            try:
+                number = float(text)
+            except ValueError:
+                number = float("nan")
+            value = int(number) if number.is_integer() else None
         if value is None or value < low:
             raise argparse.ArgumentTypeError(f"must be an integer >= {low}, got {text}")
         return value
@@ -102,17 +109,44 @@ def _positive_list(text: str) -> tuple[float, ...]:
         ) from None
 
 
-def _path(*suffixes: str) -> Callable[[str], Path]:
-    """An argparse type: a path ending in one of ``suffixes`` (the format)."""
+def _output_file(*suffixes: str) -> Callable[[str], Path]:
+    """An argparse type: a file to write, ending in one of ``suffixes`` (the format), in an existing
+    writable folder, and not itself a folder."""
 
     def parse(text: str) -> Path:
-        if Path(text).suffix.lower() not in suffixes:
+        path = Path(text)
+        if path.suffix.lower() not in suffixes:
             raise argparse.ArgumentTypeError(
                 f"must be a file name ending in {' or '.join(suffixes)}, got {text}"
             )
-        return Path(text)
+        if path.is_dir():
+            raise argparse.ArgumentTypeError(f"must be a file to write, got the folder {text}")
+        folder = path.parent
+        if not folder.is_dir():
+            raise argparse.ArgumentTypeError(
+                f"must be in an existing folder, got {text} ({folder} is not a folder)"
+            )
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise argparse.ArgumentTypeError(f"must be in a writable folder, got {text}")
+        return path
 
     return parse
+
+
+def _output_folder(text: str) -> Path:
+    """An argparse type: a folder to write into, existing or creatable (its nearest existing
+    ancestor is a writable folder)."""
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"must be a folder, got the existing file {text}")
+    existing = next(p for p in (path, *path.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        raise argparse.ArgumentTypeError(
+            f"must be a folder that can be created, got {text} ({existing} is a file)"
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"must be a writable folder, got {text}")
+    return path
 
 
 # --------------------------------------------------------------------------- staleness
@@ -166,8 +200,15 @@ def _add_staleness(subparsers: argparse._SubParsersAction) -> None:
     ):
         sub.add_argument(f"--{name}", type=_positive, default=None, help=f"mean exponential {what}")
     sub.add_argument("--method", choices=("auto", "simpy", "fast"), default="auto")
-    sub.add_argument("--out", type=_path(".csv", ".npz"), default=None, help="save the trace")
-    sub.add_argument("--plot", type=_path(".png", ".pdf", ".svg"), default=None, help="pmf plot")
+    sub.add_argument(
+        "--out", type=_output_file(".csv", ".npz"), default=None, help="save the trace (.csv, .npz)"
+    )
+    sub.add_argument(
+        "--plot",
+        type=_output_file(".png", ".pdf", ".svg"),
+        default=None,
+        help="save a plot of the staleness law (.png, .pdf, .svg)",
+    )
     sub.set_defaults(handler=_staleness, command_parser=sub)
 
 
@@ -283,10 +324,13 @@ def _add_figures(subparsers: argparse._SubParsersAction) -> None:
         "--scale",
         choices=FIGURE_SCALES,
         default="quick",
-        help="quick (default: about a minute on two cores) or full (the grids of theory.md §2)",
+        help="quick (default: about a minute on two cores) or full (the grids of theory/README.md §5)",
     )
     sub.add_argument(
-        "--out", type=Path, default=Path("figures"), help="output folder (default figures/)"
+        "--out",
+        type=_output_folder,
+        default=Path("figures"),
+        help="output folder, created if missing (default: figures/ in the current directory)",
     )
     sub.add_argument(
         "--jobs",
@@ -301,8 +345,6 @@ def _add_figures(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _available_cpus() -> int:
-    import os
-
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 

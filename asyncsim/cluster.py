@@ -50,7 +50,7 @@ import numpy as np
 import simpy
 import simpy.events
 
-from asyncsim._validate import check_array, check_choice, check_int
+from asyncsim._validate import check_array, check_choice, check_int, check_rng
 from asyncsim.distributions import Distribution, Exponential
 from asyncsim.trace import Trace
 
@@ -167,7 +167,7 @@ def simulate(
         The cluster.
     n_updates : int
         Number of updates (writes) to record, ``>= 1``.
-    rng : numpy.random.Generator, int or None
+    rng : numpy.random.Generator, numpy.random.SeedSequence, int >= 0 or None
         Source of randomness, normalized once with :func:`numpy.random.default_rng`; the worker and
         server streams are spawned from its seed sequence (see the module docstring).
     method : {"auto", "simpy", "fast"}
@@ -180,6 +180,12 @@ def simulate(
     Trace
         Columns of shape ``(n_updates,)`` in order of apply; ``config`` is ``config`` and ``seed``
         the entropy of the seed sequence when it is an int and the generator had not spawned before.
+
+    Raises
+    ------
+    ValueError
+        On an argument out of range, or when the simulated clock overflows float64 (time laws so
+        large that an apply time is inf).
 
     Examples
     --------
@@ -203,8 +209,10 @@ def simulate(
     if method == "fast" and obstacle is not None:
         raise ValueError(f"method='fast' cannot serve this config: {obstacle}; use method='simpy'")
     fast = method == "fast" or (method == "auto" and obstacle is None)
-    streams, seed = _Streams.from_rng(rng, config.n_workers)
-    writer, read_version, apply_time = (_run_fast if fast else _run_simpy)(config, n, streams)
+    streams, seed = _Streams.from_rng(check_rng("rng", rng), config.n_workers)
+    with np.errstate(over="ignore"):  # an overflowing clock is reported below
+        writer, read_version, apply_time = (_run_fast if fast else _run_simpy)(config, n, streams)
+    _check_clock(config, apply_time)
     return Trace(
         staleness=np.arange(n) - read_version,
         writer=writer,
@@ -223,6 +231,26 @@ def _check_distribution(name: str, value: object) -> None:
             f"{name} must be a Distribution (Exponential, Deterministic, Uniform, Gamma, "
             f"LogNormal, Empirical), got {value!r} ({type(value).__name__})"
         )
+
+
+def _check_clock(config: ClusterConfig, apply_time: np.ndarray) -> None:
+    """Raise when the simulated clock left float64 (apply times of inf), naming the time laws."""
+    bad = np.flatnonzero(~np.isfinite(apply_time))
+    if bad.size == 0:
+        return
+    laws = [
+        f"{name} = {law!r} (mean {law.mean:g})"
+        for name in ("compute", "pull_latency", "push_latency", "server_time")
+        if (law := getattr(config, name)) is not None
+    ]
+    if config.time_multipliers is not None:
+        laws.append(f"time_multipliers up to {max(config.time_multipliers):g}")
+    raise ValueError(
+        f"the simulated clock overflowed: apply times must stay finite (below "
+        f"{np.finfo(np.float64).max:.3g}, the float64 range), got {apply_time[bad[0]]} from update "
+        f"{bad[0]} of {apply_time.size} on; the time laws are too large: {'; '.join(laws)} "
+        f"(choose a larger time unit)"
+    )
 
 
 def _resolve_groups(mode: str, m: int, n_groups: object) -> int:

@@ -10,6 +10,7 @@ stream.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 
@@ -121,13 +122,28 @@ class Gamma(Distribution):
 
 @dataclass(frozen=True)
 class LogNormal(Distribution):
-    """Log-normal times: log-space standard deviation ``sigma``, scaled so the mean is ``mean_time``."""
+    """Log-normal times: log-space standard deviation ``sigma``, scaled so the mean is ``mean_time``.
+
+    A draw is ``mean_time · exp(σ z - σ²/2)`` with ``z ~ N(0, 1)``. ``sigma`` is limited to
+    ``[0, SIGMA_MAX]``, ``SIGMA_MAX = 30``: for every ``|z| ≤ 8.3`` (all draws but a fraction
+    ``P(|z| > 8.3) ≈ 1e-16``) the unit-mean factor ``exp(σ z - σ²/2)`` then stays a normal float64,
+    i.e. in ``[2.2e-308, 1.8e308]``. The low end binds: it needs ``σ²/2 + 8.3 σ ≤ 708.4``, i.e.
+    ``σ ≤ 30.2`` (the high end, ``8.3 σ - σ²/2 ≤ 34.4``, holds for every σ). Beyond it the draws
+    underflow to 0 (from σ ≈ 38.6 every draw is 0, since ``exp(-σ²/2)`` alone underflows) while
+    ``mean`` would still report ``mean_time``.
+
+    Within the bound the draws are finite and positive, but a large σ is a heavy tail: the mean is
+    carried by draws near ``z = σ``, so a run of n draws has a sample mean near ``mean_time`` only for
+    ``exp(σ²) ≪ n`` (σ ≲ 3 for a million draws).
+    """
+
+    SIGMA_MAX: ClassVar[float] = 30.0
 
     sigma: float = 0.5
     mean_time: float = 1.0
 
     def __post_init__(self) -> None:
-        check_real("LogNormal.sigma", self.sigma, low=0.0)
+        check_real("LogNormal.sigma", self.sigma, low=0.0, high=self.SIGMA_MAX)
         check_real("LogNormal.mean_time", self.mean_time, low=0.0, low_open=True)
 
     @property

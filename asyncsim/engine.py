@@ -2,7 +2,7 @@
 
 Update t reads parameter version ``v_t = max(t - τ_t, 0)`` from a ring buffer of past parameters,
 evaluates the problem's gradient there (aggregated over the trace's gradient count), and applies the
-transformation: ``w_{t+1} = w_t + update(g(w_{v_t}), state, w_t, context)`` [AbM, theory.md §1].
+transformation: ``w_{t+1} = w_t + update(g(w_{v_t}), state, w_t, context)`` [AbM]; theory/README.md §1.
 
 The expected-dynamics mode replaces the gradient by its expectation over a staleness law,
 ``Σ_l q_l ∇f(w_{t-l})``: the exact expected recursion that the theory speaks of (quadratics only).
@@ -16,15 +16,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from asyncsim._validate import check_int, check_real
+from asyncsim._validate import check_int, check_real, check_rng
 from asyncsim.measure import momentum_estimate, momentum_estimator_init, momentum_estimator_update
 from asyncsim.optim import GradientTransformation, record_of
+from asyncsim.problems import Problem
 from asyncsim.trace import Trace
 
 if TYPE_CHECKING:
     import pandas as pd
-
-    from asyncsim.problems import Problem
 
 __all__ = ["History", "StalenessLaw", "run"]
 
@@ -262,7 +261,7 @@ def run(
         problem's gradient must be affine). None means no staleness.
     steps : int
         Updates to run (at most the trace's length).
-    rng : seed, Generator, SeedSequence, or a sequence of B of them
+    rng : None, int >= 0, Generator, SeedSequence, or a sequence of B of them
         Randomness of the gradients; each configuration draws from its own stream, so a batch equals
         the same configurations run alone with the matching seeds.
     record_every : int or None
@@ -275,22 +274,26 @@ def run(
         ``diverged`` (B,) flag the transformation's state may record (a tuner whose statistics turned
         non-finite).
     estimate_momentum : bool or None
-        Record the worker-local total-momentum estimate (spec/yellowfin.md); default: where the trace
+        Record the worker-local total-momentum estimate (theory/README.md §9); default: where the trace
         has writers and the transformation records ``lr``.
     momentum_beta : float
-        EMA factor β_m of the estimator.
+        EMA factor β_m of the estimator, in [0, 1) (checked even when no estimate is recorded).
     batch : int or None
         The number of configurations, if nothing else implies it.
     stop_at : float or None
         Stop early, at a recorded step, once every configuration has diverged or has had a recorded
-        loss at or below this value (the history then ends there).
+        loss at or below this value (the history then ends there); a finite number.
 
     Returns
     -------
     History
     """
+    _check_problem(problem)
     steps = check_int("steps", steps, low=1)
     check_real("divergence_factor", divergence_factor, low=1.0, low_open=True)
+    momentum_beta = check_real("momentum_beta", momentum_beta, low=0.0, high=1.0, high_open=True)
+    stop_at = check_real("stop_at", stop_at, optional=True)
+    rng = check_rng("rng", rng, sequence=True)
     check_every = check_int("check_every", check_every, low=1)
     if record_every is not None:
         record_every = check_int("record_every", record_every, low=1)
@@ -464,6 +467,20 @@ def run(
         final_params=final,
         seed=streams.seed,
         problem=problem.name,
+    )
+
+
+def _check_problem(problem: object) -> None:
+    if isinstance(problem, Problem):
+        return
+    if isinstance(problem, str):
+        raise TypeError(
+            f"problem must be a Problem instance, got the name {problem!r} (str); build the problem "
+            f"with make_problem({problem!r})"
+        )
+    raise TypeError(
+        f"problem must be a Problem instance (e.g. make_problem('nq50')), got {problem!r} "
+        f"({type(problem).__name__})"
     )
 
 

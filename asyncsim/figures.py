@@ -21,7 +21,7 @@ name                claim
 ==================  ============================================================================
 
 Scales: ``"quick"`` (the committed ``figures/`` folder, about a minute on two cores) and ``"full"``
-(the grids of theory.md §2). Matplotlib figures are built without pyplot (Agg canvas), in the style
+(the grids of theory/README.md §5). Matplotlib figures are built without pyplot (Agg canvas), in the style
 of ``asyncsim/style.mplstyle``.
 
 References
@@ -49,7 +49,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 import theory
-from asyncsim._validate import check_choice, check_int
+from asyncsim._validate import check_choice, check_int, check_rng
 from asyncsim.cluster import ClusterConfig, simulate
 from asyncsim.distributions import Deterministic, Uniform
 from asyncsim.engine import run
@@ -99,14 +99,14 @@ SCALES = ("quick", "full")
 """Scales of :func:`make_figures` and every ``make_<name>``."""
 
 MU_GRID = (-0.9, -0.675, -0.45, -0.225, 0.0, 0.225, 0.45, 0.675, 0.9)
-"""The explicit momenta of theory.md §2."""
+"""The explicit momenta of theory/README.md §5."""
 
 NEAR_OPTIMAL = 0.05
 """Tolerance of the near-optimal band: momenta whose best median iterations are within 5% of the best."""
 
 
 def _lr_grid(low: float, high: float) -> tuple[float, ...]:
-    """Step sizes 2^low ... 2^high by factors √2 (theory.md §2)."""
+    """Step sizes 2^low ... 2^high by factors √2 (theory/README.md §5)."""
     return tuple(float(a) for a in 2.0 ** np.arange(low, high + 0.01, 0.5))
 
 
@@ -115,7 +115,7 @@ def _scales(quick: dict[str, Any], **full: Any) -> dict[str, dict[str, Any]]:
     return {"quick": quick, "full": quick | full}
 
 
-_SINGLE_RUN = {  # theory.md §1's single-run optimum: noiseless nq50, relative distance 1e-6
+_SINGLE_RUN = {  # the single-run optimum of theory/README.md §3: noiseless nq50, relative distance 1e-6
     "lrs": _lr_grid(-4, 1),
     "seeds": 8,
     "budget": {1: 500, 2: 1300, 4: 2300, 8: 4000, 16: 5500},  # updates per M: ~2x the best
@@ -139,7 +139,7 @@ _SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
         {
             "workers": (1, 2, 4, 8, 16),
             "lrs": _lr_grid(-6.5, -0.5),
-            # 128 seeds, not theory.md's 32: the landscape is flat at high M (every μ in
+            # 128 seeds, not the 32 of theory/README.md §5: the landscape is flat at high M (every μ in
             # [-0.225, 0.675] within 3% at M = 4), and with 32 seeds the grid's argmin jumps by
             # two grid steps between root seeds; with 128 it falls one step per doubling of M
             # (97% of bootstrap resamples; 99% negative at M = 16)
@@ -333,8 +333,9 @@ def _runner(jobs: int, executor: Executor | None, progress: bool | None) -> Iter
 
 def _root_seed(rng: Any) -> int:
     """The root seed of a figure: an int as given, else one drawn from ``default_rng(rng)``."""
-    if isinstance(rng, int | np.integer) and not isinstance(rng, bool):
-        return check_int("rng", int(rng), low=0)
+    rng = check_rng("rng", rng)
+    if isinstance(rng, int):
+        return rng
     return int(np.random.default_rng(rng).integers(2**31))
 
 
@@ -580,7 +581,7 @@ def nq50_sweep(
     progress: bool | None = None,
 ) -> SweepResult:
     """The grid search on ``nq50`` behind the ``momentum`` and ``penalty`` figures (compute it once
-    and pass it to both as ``sweep=``): M × α × the nine μ of theory.md §2 × 128 seeds."""
+    and pass it to both as ``sweep=``): M × α × the nine μ of theory/README.md §5 × 128 seeds."""
     s = _settings("nq50", scale)
     sweep = Sweep(
         "nq50",
@@ -637,8 +638,8 @@ def _theory_explicit(curvatures: np.ndarray, workers: np.ndarray) -> pd.DataFram
 
 # ------------------------------------------------------------------------------------------ 2 momentum
 def _single_run_sweeps(s: dict, root: int) -> list[Sweep]:
-    """theory.md §1's single-run optimum on noiseless nq50: median iterations to ‖w - w*‖ ≤ 1e-6 ‖w_0 - w*‖;
-    one sweep per M with its own budget (M = 1 has no randomness: one seed)."""
+    """The single-run optimum of theory/README.md §3 on noiseless nq50: median iterations to
+    ‖w - w*‖ ≤ 1e-6 ‖w_0 - w*‖; one sweep per M with its own budget (M = 1 has no randomness: one seed)."""
     return [
         Sweep(
             "nq50",

@@ -1,6 +1,6 @@
 """Measurements on runs: the total-momentum estimator, iterations and time to target, efficiencies.
 
-The estimator follows spec/yellowfin.md ("Measuring total momentum"): worker-local reads, one global EMA
+The estimator follows theory/README.md §9: worker-local reads, one global EMA
 over all writers' writes. One implementation serves the engine's recorded measurement and YellowFin's
 closed loop.
 """
@@ -176,7 +176,7 @@ def iterations_to_target(
         instead of the raw loss.
     metric : {"loss", "distance"}
         ``distance`` compares the relative distance ``‖w_t - w*‖ / ‖w_0 - w*‖`` with the target instead
-        (the single-run criterion of theory.md §1).
+        (the single-run criterion of theory/README.md §3).
 
     Returns
     -------

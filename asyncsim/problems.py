@@ -3,7 +3,7 @@
 A problem separates its randomness from its arithmetic so that a batch of B configurations equals B
 single runs: ``draw(rngs, steps, max_aggregated)`` draws a block of randomness for ``steps`` updates,
 one generator per configuration (shape ``(B, steps, ...)``), and ``gradient(w, randomness,
-n_aggregated)`` is then a pure function of its arguments. Reference problems of theory.md §2 are
+n_aggregated)`` is then a pure function of its arguments. Reference problems of theory/README.md §5 are
 available by name through :func:`make_problem`: ``nq50``, ``q10`` and ``digits-mlp``.
 """
 
@@ -16,7 +16,13 @@ from typing import Any
 
 import numpy as np
 
-from asyncsim._validate import check_array, check_choice, check_int, check_real
+from asyncsim._validate import (
+    check_array,
+    check_choice,
+    check_int,
+    check_real,
+    check_rng,
+)
 
 __all__ = [
     "DigitsMLP",
@@ -107,8 +113,8 @@ class NoisyQuadratic(Problem):
     noise : float
         Noise standard deviation σ ≥ 0 per coordinate of one gradient.
     w0, w_star : float or array (d,)
-        Start and optimum.
-    rotation : int or None
+        Start and optimum (a scalar fills every coordinate).
+    rotation : int >= 0 or None
         None: H is diagonal (elementwise arithmetic). An int seeds a random orthogonal Q, H = Q diag Qᵀ
         (dense arithmetic, one (B, d) @ (d, d) product per gradient).
     target_fraction : float
@@ -139,11 +145,12 @@ class NoisyQuadratic(Problem):
         set_(self, "noise", check_real("noise", self.noise, low=0.0))
         check_real("target_fraction", self.target_fraction, low=0.0, low_open=True)
         for name in ("w0", "w_star"):
-            vec = np.broadcast_to(check_array(name, getattr(self, name)), (d,)).astype(np.float64)
-            set_(self, name, vec)
+            set_(self, name, _vector(name, getattr(self, name), d))
         set_(self, "shifted", bool(self.w_star.any()))
-        if self.rotation is not None:
-            q, r = np.linalg.qr(np.random.default_rng(self.rotation).standard_normal((d, d)))
+        rotation = check_rng("rotation", self.rotation, seed_sequence=False, generator=False)
+        set_(self, "rotation", rotation)
+        if rotation is not None:
+            q, r = np.linalg.qr(np.random.default_rng(rotation).standard_normal((d, d)))
             q *= np.sign(np.diag(r))
             set_(self, "hessian", (q * h) @ q.T)
         set_(self, "target", self.target_fraction * float(self.loss(self.w0[None, :])[0]))
@@ -286,6 +293,8 @@ class LogisticRegression(_MinibatchProblem):
         if not np.isin(self.targets, (0.0, 1.0)).all():
             raise ValueError("targets must be labels in {0, 1} for logistic regression")
         object.__setattr__(self, "l2", check_real("l2", self.l2, low=0.0))
+        target = check_real("target", self.target, low=0.0, low_open=True, optional=True)
+        object.__setattr__(self, "target", target)
 
     def init_params(self, batch: int) -> np.ndarray:
         return np.tile(self.w0, (check_int("batch", batch, low=1), 1))
@@ -323,7 +332,17 @@ def _set_data(problem: Any) -> None:
     set_(problem, "n_samples", x.shape[0])
     set_(problem, "dim", x.shape[1])
     set_(problem, "batch_size", check_int("batch_size", problem.batch_size, low=1))
-    set_(problem, "w0", np.broadcast_to(check_array("w0", problem.w0), (x.shape[1],)).copy())
+    set_(problem, "w0", _vector("w0", problem.w0, x.shape[1]))
+
+
+def _vector(name: str, value: Any, d: int) -> np.ndarray:
+    """A finite scalar or length-``d`` array as a float64 array of shape ``(d,)``."""
+    arr = check_array(name, value)
+    if arr.ndim != 0 and arr.shape != (d,):
+        raise ValueError(
+            f"{name} must be a scalar or an array of length d = {d}, got shape {arr.shape}"
+        )
+    return np.broadcast_to(arr, (d,)).astype(np.float64)
 
 
 # ------------------------------------------------------------------------------------------ MLP
@@ -344,9 +363,9 @@ class DigitsMLP(_MinibatchProblem):
         Minibatch size of one gradient (32).
     eval_size : int
         Size of the fixed evaluation subset (600).
-    target : float
-        Evaluation loss counted as converged (0.05).
-    seed : int
+    target : float or None
+        Evaluation loss counted as converged (0.05), finite and > 0; None: no target.
+    seed : int >= 0
         Seeds the initial weights (Glorot uniform) and the evaluation subset; the same for every
         configuration.
     """
@@ -366,15 +385,19 @@ class DigitsMLP(_MinibatchProblem):
     w0: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        from sklearn.datasets import load_digits
-
         check_int("hidden", self.hidden, low=1)
         check_int("batch_size", self.batch_size, low=1)
+        target = check_real("target", self.target, low=0.0, low_open=True, optional=True)
+        object.__setattr__(self, "target", target)
+        seed = check_rng("seed", self.seed, none=False, seed_sequence=False, generator=False)
+        object.__setattr__(self, "seed", seed)
+        from sklearn.datasets import load_digits  # slow to import: after the cheap checks
+
         digits = load_digits()
         x = digits.data / 16.0
         y = digits.target
         check_int("eval_size", self.eval_size, low=1, high=x.shape[0])
-        rng = np.random.default_rng(self.seed)
+        rng = np.random.default_rng(seed)
         eval_idx = np.sort(rng.permutation(x.shape[0])[: self.eval_size])
         h = self.hidden
         set_ = object.__setattr__
@@ -463,7 +486,7 @@ class DigitsMLP(_MinibatchProblem):
 
 # ------------------------------------------------------------------------------------------ registry
 def make_problem(name: str, **options: Any) -> Problem:
-    """A reference problem of theory.md §2 by name.
+    """A reference problem of theory/README.md §5 by name.
 
     - ``nq50``: d = 50, h = logspace(0, -2, 50), σ = 0.03, w0 = 1, target 1e-3 f(w0); options override
       (``noise``, ``rotation``, ...).

@@ -81,7 +81,7 @@ class Sweep:
     groups : tuple of int or None
         Compute groups g (each must divide M) for a cluster of ``workers[0]`` workers.
     staleness : {"geometric", "cluster"}
-        ``geometric``: i.i.d. staleness with the queueing law (theory.md §1), no clock beyond one unit
+        ``geometric``: i.i.d. staleness with the queueing law (theory/README.md §1), no clock beyond one unit
         per update per worker; ``cluster``: event traces from the SimPy model of ``cluster`` (default
         exponential compute).
     cluster : ClusterConfig or None
@@ -147,6 +147,7 @@ class Sweep:
             raise ValueError("metric='distance' needs an explicit target (a relative distance)")
         for name in ("seeds", "steps", "record_every"):
             check_int(name, getattr(self, name), low=1)
+        check_int("seed", self.seed, low=0)
         make_problem(self.problem, **dict(self.problem_options))  # validates name and options
 
     def points(self) -> list[tuple[int, int]]:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import io
+import warnings
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from asyncsim._validate import check_int
+from asyncsim._validate import check_int, check_rng
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -21,6 +24,8 @@ class Trace:
     """Per-update record of a parameter-server run, shape ``(n,)`` for every column.
 
     Update ``t`` (0-based) is the ``t``-th apply at the server; it produces parameter version ``t + 1``.
+    Construction checks the columns: integer columns hold integral values, ``apply_time`` is finite or
+    NaN, and ``read_version[t] == max(t - staleness[t], 0)`` for every update.
 
     Attributes
     ----------
@@ -54,7 +59,7 @@ class Trace:
     def __post_init__(self) -> None:
         n = np.shape(self.staleness)[0] if np.ndim(self.staleness) == 1 else -1
         for name, dtype in _COLUMNS.items():
-            arr = np.asarray(getattr(self, name), dtype=dtype)
+            arr = _column(name, getattr(self, name), dtype)
             if arr.ndim != 1 or arr.shape[0] != n:
                 raise ValueError(
                     f"Trace.{name} must be 1-D with the length of staleness ({n}), got shape {arr.shape}"
@@ -69,6 +74,21 @@ class Trace:
             raise ValueError(f"Trace.n_aggregated must be >= 1, got min {self.n_aggregated.min()}")
         if (self.read_version < 0).any() or (self.read_version > np.arange(n)).any():
             raise ValueError("Trace.read_version must lie in [0, t] for update t")
+        implied = np.maximum(np.arange(n) - self.staleness, 0)
+        wrong = np.flatnonzero(self.read_version != implied)
+        if wrong.size:
+            t = int(wrong[0])
+            raise ValueError(
+                f"Trace.staleness and Trace.read_version disagree at {wrong.size} update(s), first at "
+                f"update {t}: read_version[t] must equal max(t - staleness[t], 0) = {implied[t]} "
+                f"(staleness {self.staleness[t]}), got read_version {self.read_version[t]}"
+            )
+        if np.isinf(self.apply_time).any():
+            t = int(np.flatnonzero(np.isinf(self.apply_time))[0])
+            raise ValueError(
+                f"Trace.apply_time must be finite (or NaN where unknown), got {self.apply_time[t]} "
+                f"at update {t}"
+            )
 
     # ---------------------------------------------------------------- constructors
     @classmethod
@@ -99,10 +119,11 @@ class Trace:
     ) -> Trace:
         """I.i.d. staleness with the law of the exponential queueing model, ``P(τ = l) = (1/M)(1-1/M)^l``.
 
-        No warm-up and no correlation between updates: exactly the law of theory.md §1.
+        No warm-up and no correlation between updates: exactly the law of theory/README.md §1.
         """
         m = check_int("n_workers", n_workers, low=1)
         n = check_int("n_updates", n_updates, low=1)
+        rng = check_rng("rng", rng)
         seed = rng if isinstance(rng, int) else None
         tau = np.random.default_rng(rng).geometric(1.0 / m, size=n) - 1
         trace = cls.from_staleness(tau)
@@ -171,13 +192,9 @@ class Trace:
         return float(centred[lag:] @ centred[:-lag]) / denominator
 
     def to_frame(self) -> pd.DataFrame:
-        """The columns as a pandas DataFrame indexed by update (needs the ``frames`` extra)."""
-        try:
-            import pandas as pd
-        except ImportError as err:  # pragma: no cover - depends on the environment
-            raise ImportError(
-                "Trace.to_frame needs pandas: pip install 'asyncsim[frames]'"
-            ) from err
+        """The columns as a pandas DataFrame indexed by update."""
+        import pandas as pd  # imported here: it costs half a second that most runs don't need
+
         frame = pd.DataFrame({name: getattr(self, name) for name in _COLUMNS})
         frame.index.name = "update"
         return frame
@@ -206,6 +223,10 @@ class Trace:
     def load(cls, path: str | Path) -> Trace:
         """Read a trace written by :meth:`save` (``.csv`` or ``.npz``); ``config`` is None.
 
+        Raises FileNotFoundError for a missing file, and ValueError naming the path and the fault for
+        a file that is not a trace: not an npz archive or not a comma-separated table, no rows, a
+        missing column, or columns that break the trace's rules (see :class:`Trace`).
+
         >>> import tempfile, pathlib
         >>> trace = Trace.from_staleness([0, 1, 3, 0])
         >>> with tempfile.TemporaryDirectory() as tmp:
@@ -215,19 +236,92 @@ class Trace:
         """
         path = Path(path)
         if _check_suffix(path) == ".npz":
-            with np.load(path, allow_pickle=False) as data:
-                seed = str(data["seed"]) if "seed" in data else ""
-                columns = {name: data[name] for name in _COLUMNS if name in data}
+            columns, seed = _read_npz(path)
         else:
-            with path.open() as handle:
-                header = handle.readline().strip().split(",")
-            table = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2, dtype=np.float64)
-            columns = {name: table[:, header.index(name)] for name in _COLUMNS if name in header}
-            seed = ""
+            columns, seed = _read_csv(path), ""
         missing = [name for name in _COLUMNS if name not in columns]
         if missing:
             raise ValueError(f"{path} lacks the trace column(s) {', '.join(missing)}")
-        return cls(**columns, seed=int(seed) if seed else None)
+        try:
+            return cls(**columns, seed=int(seed) if seed else None)
+        except ValueError as err:
+            raise ValueError(f"{path} is not a valid trace: {err}") from None
+
+
+def _read_npz(path: Path) -> tuple[dict[str, np.ndarray], str]:
+    """The trace columns found in an ``.npz`` file and its seed ("" when not recorded)."""
+    with path.open("rb") as handle:
+        magic = handle.read(6)
+    if not magic.startswith((b"PK\x03\x04", b"PK\x05\x06")):  # a zip archive, maybe empty
+        found = (
+            "a single .npy array"
+            if magic.startswith(b"\x93NUMPY")
+            else f"no zip archive (it starts with {magic!r})"
+        )
+        raise ValueError(f"{path} is not an .npz archive (as Trace.save writes): it is {found}")
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise ValueError(f"{path} is not a readable .npz archive: {err}") from None
+    with data:
+        try:
+            columns = {name: data[name] for name in _COLUMNS if name in data}
+            seed = str(data["seed"]) if "seed" in data else ""
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+            raise ValueError(f"{path} is not a readable .npz archive: {err}") from None
+    if seed and not seed.isdigit():
+        raise ValueError(
+            f"{path} records the seed {seed!r}; a trace's seed is an int >= 0 or empty"
+        )
+    return columns, seed
+
+
+def _read_csv(path: Path) -> dict[str, np.ndarray]:
+    """The trace columns found in a ``.csv`` file written by :meth:`Trace.save`."""
+    try:
+        with path.open() as handle:
+            header = handle.readline().strip().split(",")
+            rows = handle.read()
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path} is not a text CSV: {err}") from None
+    if header == [""]:
+        raise ValueError(f"{path} is empty; a trace CSV has a header line and one row per update")
+    if not rows.strip():
+        raise ValueError(
+            f"{path} has no rows (a header line only); a trace needs at least one update"
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # a ragged or empty table is an error, not a warning
+            table = np.loadtxt(io.StringIO(rows), delimiter=",", ndmin=2, dtype=np.float64)
+    except (ValueError, UserWarning) as err:
+        raise ValueError(f"{path} is not a comma-separated table of numbers: {err}") from None
+    if table.shape[1] != len(header):
+        raise ValueError(
+            f"{path} is not a trace CSV: the header names {len(header)} columns, "
+            f"the rows hold {table.shape[1]}"
+        )
+    return {name: table[:, header.index(name)] for name in _COLUMNS if name in header}
+
+
+def _column(name: str, value: Any, dtype: type) -> np.ndarray:
+    """``value`` as a column of ``dtype``; integer columns must hold integral values."""
+    if dtype is not np.int64:
+        return np.asarray(value, dtype=dtype)
+    arr = np.asarray(value)
+    if arr.dtype.kind in "iu":
+        return arr.astype(np.int64, copy=False)
+    if arr.dtype.kind not in "fb" and arr.size:
+        raise ValueError(f"Trace.{name} must hold integers, got dtype {arr.dtype}")
+    with np.errstate(invalid="ignore"):
+        cast = arr.astype(np.int64)
+    bad = np.flatnonzero(cast != arr)
+    if bad.size:
+        raise ValueError(
+            f"Trace.{name} must hold integers (within int64), got {arr.reshape(-1)[bad[0]]} at "
+            f"{bad.size} position(s), first at index {bad[0]}"
+        )
+    return cast
 
 
 def _check_suffix(path: Path) -> str:

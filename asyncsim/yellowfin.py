@@ -3,7 +3,7 @@ r"""YellowFin, the automatic momentum tuner [YF]_, as a batched transformation; 
 Each step the tuner measures, from the gradient alone, a curvature range ``[h_min, h_max]``, the gradient
 variance ``C`` and the distance to the optimum ``D`` (zero-debiased moving averages with ``β = 0.999``), and
 solves SingleStep for the momentum and step size that put the whole range in the robust region of the
-momentum operator (theory.md §3-4):
+momentum operator (theory/README.md §6-7):
 
 .. math::
     p = \frac{(D+ε)^2 (h_{min}+ε)^2}{2 (C+ε)}, \quad (1 - r)^3 = p\, r, \quad
@@ -12,7 +12,7 @@ momentum operator (theory.md §3-4):
 
 The paper's algorithm and the authors' shipped optimizer (JianGoForIt/YellowFin_Pytorch @ b87aed1,
 ``tuner_utils/yellowfin.py``) differ in six choices; :func:`yellowfin` offers both as named variants
-(``"paper"``, the default, and ``"official"``) and each choice on its own (spec/yellowfin.md):
+(``"paper"``, the default, and ``"official"``) and each choice on its own (theory/README.md §8):
 
 ============  ================================================  ============================================
 choice        ``paper``                                         ``official``
@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
-from asyncsim._validate import check_array, check_choice, check_int, check_real
+from asyncsim._validate import check_array, check_choice, check_int, check_real, check_rng
 from asyncsim.measure import (
     MomentumEstimate,
     iterations_to_target,
@@ -99,7 +99,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "adapt_clip": True,
     },
 }
-"""The two named variants: each choice of spec/yellowfin.md's table."""
+"""The two named variants: each choice of the table of theory/README.md §8."""
 
 _STAT_PROTECT_FACTOR = 100.0  # clip ‖g‖ to √(100 h_max) before the statistics (official)
 _CATASTROPHIC_MOVE = 100.0  # clamp α so that α ‖g‖ < 100 (official)
@@ -128,7 +128,7 @@ def _cubic_root(p: np.ndarray) -> np.ndarray:
 def single_step(
     h_min: Any, h_max: Any, grad_var: Any, dist_to_opt: Any
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    r"""YellowFin's SingleStep with the tuner's ε guards (spec/yellowfin.md step 5) [YF]_.
+    r"""YellowFin's SingleStep with the tuner's ε guards (theory/README.md §8, step 5) [YF]_.
 
     .. math::
         \min_{μ, α}\; μ D^2 + α^2 C \quad\text{s.t.}\quad \sqrt{μ} \ge
@@ -150,7 +150,7 @@ def single_step(
 
     Examples
     --------
-    theory.md §4: ``(h_min, h_max, C, D) = (2, 8, 0.5, 0.25)`` gives ``p = 1/4``, ``r = 1/2``.
+    theory/README.md §7: ``(h_min, h_max, C, D) = (2, 8, 0.5, 0.25)`` gives ``p = 1/4``, ``r = 1/2``.
 
     >>> mu, lr, r, bound = single_step(2.0, 8.0, 0.5, 0.25)
     >>> print(f"{float(mu):.6f} {float(lr):.6f} {float(r):.6f}")
@@ -257,7 +257,7 @@ def yellowfin(
 ) -> GradientTransformation:
     r"""YellowFin [YF]_ for B configurations: B independent tuners, every statistic per row, float64.
 
-    One step with gradient ``g`` (B, d) of the flattened parameters, per row (spec/yellowfin.md), with
+    One step with gradient ``g`` (B, d) of the flattened parameters, per row (theory/README.md §8), with
     ``c_t = 1 - β^{t+1}``:
 
     1. clipping (``adapt_clip``, t > 1): ``g ← g · min(1, (√(100 h_max) + ε)/(‖g‖ + 10⁻⁶))``;
@@ -781,8 +781,8 @@ def compare_closed_loop(
         Resolution of the iterations to target.
     measure_total : bool
         Also record the engine's total-momentum estimate for every row (a second estimator).
-    rng : int or None
-        Root seed.
+    rng : int >= 0, SeedSequence, Generator or None
+        Root of the randomness (seed ``s`` draws from its ``s``-th spawned child).
     **options
         Further arguments of :func:`yellowfin` (e.g. ``variant``, ``lr_init``).
 
@@ -794,13 +794,16 @@ def compare_closed_loop(
     from asyncsim.engine import run
     from asyncsim.problems import make_problem
 
+    root = check_rng("rng", rng)
     nq = make_problem(problem)
     m = check_int("n_workers", n_workers, low=1)
     n_seeds = check_int("seeds", seeds, low=1)
     steps = check_int("steps", steps, low=1)
     target_list = np.array([np.nan if t is None else t for t in targets], dtype=np.float64)
     gain_list = np.concatenate([[0.0], check_array("gains", gains, low=0.0, low_open=True)])
-    streams = [seq.spawn(2) for seq in np.random.SeedSequence(rng).spawn(n_seeds)]
+    if not isinstance(root, np.random.SeedSequence | np.random.Generator):
+        root = np.random.SeedSequence(root)
+    streams = [seq.spawn(2) for seq in root.spawn(n_seeds)]
     traces = [simulate(ClusterConfig(m), steps, rng=np.random.default_rng(t)) for t, _ in streams]
     shape = (target_list.size, gain_list.size, n_seeds)
     ti, gi, si = (a.ravel() for a in np.indices(shape))
@@ -917,15 +920,15 @@ def compare_tuners(
     n_workers : int
         Asynchronous workers M (event traces of the cluster model; 1: no staleness).
     seeds : int
-        Replications (theory.md §2: 32 for nq50, 8 for digits-mlp).
+        Replications (theory/README.md §5: 32 for nq50, 8 for digits-mlp).
     steps : int
         Budget of updates (runs stop once every configuration met the target or diverged).
     record_every : int
         Resolution of the iterations to target.
     lrs, momenta, adam_lrs : sequence of float or None
-        Grids; defaults of theory.md §2: α = 2^-13 ... 2 by factors √2, the nine μ from -0.9 to
+        Grids; defaults of theory/README.md §5: α = 2^-13 ... 2 by factors √2, the nine μ from -0.9 to
         0.9, and for Adam α = 2^-13 ... 2^-1.
-    seed : int
+    seed : int >= 0
         Root seed of the sweeps.
     **options
         Arguments of :func:`yellowfin`.
@@ -938,6 +941,7 @@ def compare_tuners(
     from asyncsim.problems import make_problem
     from asyncsim.sweep import Sweep, _chunk_trace, run_sweep
 
+    seed = check_rng("seed", seed, none=False, seed_sequence=False, generator=False)
     lrs = tuple(2.0 ** np.arange(-13.0, 1.25, 0.5)) if lrs is None else tuple(lrs)
     momenta = tuple(np.linspace(-0.9, 0.9, 9)) if momenta is None else tuple(momenta)
     adam_lrs = tuple(2.0 ** np.arange(-13.0, -0.75, 0.5)) if adam_lrs is None else tuple(adam_lrs)

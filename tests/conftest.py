@@ -1,4 +1,5 @@
-"""Shared fixtures: the reference data beside the repository."""
+"""Shared fixtures: the reference data kept in ``tests/data`` (see its README for where each file came
+from)."""
 
 from __future__ import annotations
 
@@ -6,17 +7,19 @@ from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED = REPO_ROOT.parent / "shared"
+DATA = Path(__file__).resolve().parent / "data"
 
 
 @pytest.fixture(scope="session")
-def shared_reference() -> Path:
-    """The folder ``../shared/reference`` beside the repository; fails (never skips) when missing."""
-    path = SHARED / "reference"
-    if not path.is_dir():
-        pytest.fail(
-            f"reference data not found at {path}: clone the repository beside the shared/ folder",
-            pytrace=False,
-        )
-    return path
+def data_file():
+    """``data_file(name)``: the path of ``tests/data/<name>``; fails (never skips) when it is missing."""
+
+    def find(name: str) -> Path:
+        path = DATA / name
+        if not path.is_file():
+            pytest.fail(
+                f"reference data file missing: {path} (see tests/data/README.md)", pytrace=False
+            )
+        return path
+
+    return find

@@ -123,3 +123,89 @@ def test_a_command_is_required(capsys):
 def test_help_exits_0(capsys):
     assert main(["staleness", "--help"]) == 0
     assert "--workers" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------ checked before any work
+def _forbid_work(monkeypatch):
+    """Make every computation of the two commands fail the test if it starts."""
+    import asyncsim.cli
+    import asyncsim.figures
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("work started before the arguments were checked")
+
+    monkeypatch.setattr(asyncsim.cli, "simulate", refuse)
+    monkeypatch.setattr(asyncsim.figures, "make_figures", refuse)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["figures", "--out", "{file}"], "argument --out: must be a folder, got the existing file"),
+        (
+            ["figures", "--out", "{file}/sub"],
+            "argument --out: must be a folder that can be created, got",
+        ),
+        (["figures", "--only", "nope"], "argument --only: must be one of staleness, "),
+        (["staleness", "--out", "{missing}/trace.csv"], "argument --out: must be in an existing"),
+        (["staleness", "--plot", "{missing}/pmf.png"], "argument --plot: must be in an existing"),
+        (["staleness", "--out", "{file}/trace.csv"], "argument --out: must be in an existing"),
+        (
+            ["staleness", "--out", "{folder}"],
+            "argument --out: must be a file to write, got the folder",
+        ),
+        (["staleness", "--updates", "1.5"], "argument --updates: must be an integer >= 1, got 1.5"),
+        (
+            ["staleness", "--updates", "1e-3"],
+            "argument --updates: must be an integer >= 1, got 1e-3",
+        ),
+        (["staleness", "--updates", "inf"], "argument --updates: must be an integer >= 1, got inf"),
+    ],
+)
+def test_bad_arguments_stop_before_any_work(tmp_path, capsys, monkeypatch, argv, message):
+    _forbid_work(monkeypatch)
+    (tmp_path / "file.txt").write_text("a regular file")
+    (tmp_path / "folder.csv").mkdir()
+    places = {
+        "file": tmp_path / "file.txt",
+        "missing": tmp_path / "no",
+        "folder": tmp_path / "folder.csv",
+    }
+    assert main([arg.format(**places) for arg in argv]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert message in captured.err
+    assert "Traceback" not in captured.err
+
+
+def test_the_installed_command_reports_a_usage_error_without_traceback(tmp_path):
+    """The console script itself, not only ``main``: exit code 2 and one line of error."""
+    import subprocess
+    import sys
+
+    (tmp_path / "file.txt").write_text("")
+    code = "import sys; from asyncsim.cli import main; sys.exit(main())"
+    argv = [sys.executable, "-c", code, "figures", "--out", str(tmp_path / "file.txt")]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert "error: argument --out: must be a folder" in done.stderr
+
+
+def test_updates_accept_the_notation_of_the_help_text(capsys):
+    assert main(["staleness", "--help"]) == 0
+    assert "default 1e5" in capsys.readouterr().out
+    assert main(["staleness", "--workers", "2", "--updates", "1e3", "--seed", "0"]) == 0
+    assert "1000 updates" in capsys.readouterr().out
+
+
+def test_version(capsys):
+    import asyncsim
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"asyncsim {asyncsim.__version__}"
+
+
+def test_figures_help_says_where_it_writes(capsys):
+    assert main(["figures", "--help"]) == 0
+    assert "figures/ in the current directory" in " ".join(capsys.readouterr().out.split())

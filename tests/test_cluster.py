@@ -143,7 +143,7 @@ def test_exponential_workers_give_geometric_staleness(m):
 
 
 def test_consecutive_staleness_values_are_anticorrelated_by_about_minus_1_over_2m():
-    # theory.md §1: lag-1 correlation about -1/(2M) in the event-driven model (here -0.0625,
+    # theory/README.md §1: lag-1 correlation about -1/(2M) in the event-driven model (here -0.0625,
     # measured -0.062 at 10^6 updates); i.i.d. values would give 0 ± 0.002 (1/sqrt(n)).
     trace = simulate(ClusterConfig(8), 250_000, rng=5)
     assert trace.autocorrelation(1, skip=100) == pytest.approx(-1 / 16, abs=0.01)
@@ -151,7 +151,7 @@ def test_consecutive_staleness_values_are_anticorrelated_by_about_minus_1_over_2
 
 def test_throughput_matches_the_hardware_model():
     # Asynchronous: M writers of rate 1 (time per update 1/M); synchronous: E[max of M Exp(1)]
-    # = H_M (H_16 = 3.3807, theory.md §1). Standard errors at these sizes: below 0.3 %.
+    # = H_M (H_16 = 3.3807, theory/README.md §4). Standard errors at these sizes: below 0.3 %.
     async_ = simulate(ClusterConfig(16), 100_000, rng=1)
     assert async_.time_per_update == pytest.approx(1 / 16, rel=0.015)
     sync = simulate(ClusterConfig(16, mode="sync"), 20_000, rng=1)

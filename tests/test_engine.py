@@ -101,7 +101,7 @@ def test_expected_mode_is_the_momentum_form(m: int, mu_l: float) -> None:
     hist = run(q, heavy_ball(lr, mu_l), StalenessLaw.geometric(m), steps, record_params=True)
     w = hist.params[:, 0]
     h = q.curvatures
-    # theory.md §1, exact for t >= 1 with w_{-1} = w_0
+    # theory/README.md §2, exact for t >= 1 with w_{-1} = w_0
     for t in range(1, steps):
         older = w[t - 2] if t >= 2 else w[0]
         step = (mu_l + mu_s) * (w[t] - w[t - 1]) - mu_l * mu_s * (w[t - 1] - older)
@@ -146,7 +146,7 @@ def test_estimator_with_one_writer_returns_mu() -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("m", [2, 4, 8])
 def test_estimator_measures_implicit_momentum(m: int) -> None:
-    """At the noise floor the worker-local estimator reads 1 - (1 - μ)/M (spec/yellowfin.md)."""
+    """At the noise floor the worker-local estimator reads 1 - (1 - μ)/M (theory/README.md §9)."""
     steps = 30000
     trace = simulate(ClusterConfig(m), steps, rng=m)
     mus = np.array([-0.5, 0.0, 0.5])

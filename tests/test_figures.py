@@ -28,7 +28,7 @@ from asyncsim.figures import (
     plot_staleness_pmf,
 )
 
-GRID_STEP = 0.225  # spacing of the μ grid of theory.md §2
+GRID_STEP = 0.225  # spacing of the μ grid of theory/README.md §5
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -140,10 +140,11 @@ def test_asynchrony_begets_momentum_on_nq50(quick: Path) -> None:
     """The best explicit momentum falls with M and is negative at M = 16.
 
     The landscape is flat at high M (at M = 4 every μ in [-0.225, 0.675] is within 3% of the best),
-    so the grid's argmin needs many seeds: with theory.md's 32 it jumped by two grid steps between
-    root seeds; with 128 (median iterations, common random numbers across the grid) it reads 0.675,
-    0.45, 0.225, 0, -0.225 for M = 1..16 at seed 0, and a bootstrap over seeds of another root seed
-    kept it non-increasing within one grid step in 97% and negative at M = 16 in 99% of resamples.
+    so the grid's argmin needs many seeds: with the 32 of theory/README.md §5 it jumped by two grid
+    steps between root seeds; with 128 (median iterations, common random numbers across the grid) it
+    reads 0.675, 0.45, 0.225, 0, -0.225 for M = 1..16 at seed 0, and a bootstrap over seeds of another
+    root seed kept it non-increasing within one grid step in 97% and negative at M = 16 in 99% of
+    resamples.
     """
     data = read(quick, "momentum")
     grid = grid_rows(data, "nq50", "grid").set_index("workers")

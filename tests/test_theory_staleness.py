@@ -44,7 +44,7 @@ def test_implicit_momentum_and_effective_step() -> None:
 
 
 def test_total_momentum_spec_values() -> None:
-    """The estimator's predicted readings in spec/yellowfin.md (M = 4 and 16, mu = -0.5, 0, 0.5)."""
+    """The estimator's predicted readings in theory/README.md §9 (M = 4 and 16, mu = -0.5, 0, 0.5)."""
     mu = np.array([-0.5, 0.0, 0.5])
     assert_allclose(total_momentum(mu, 4), [0.625, 0.75, 0.875])
     assert_allclose(total_momentum(mu, 16), [0.90625, 0.9375, 0.96875])

@@ -15,7 +15,8 @@ from asyncsim.problems import make_problem
 from asyncsim.sweep import Sweep, run_sweep
 from theory import expected_rate, optimal_explicit_momentum, robust_region, spectral_radius
 
-MU_GRID = np.array([-0.9, -0.675, -0.45, -0.225, 0.0, 0.225, 0.45, 0.675, 0.9])  # theory.md §2
+# The μ grid of theory/README.md §5.
+MU_GRID = np.array([-0.9, -0.675, -0.45, -0.225, 0.0, 0.225, 0.45, 0.675, 0.9])
 SPACING = 0.225
 
 
@@ -66,8 +67,8 @@ def test_expected_dynamics_rate_and_its_best_momentum(kappa: int, mu_s: float) -
 @pytest.mark.parametrize("kappa", [5, 20])
 def test_single_run_optimum_lags_the_mean_iterate_optimum(kappa: int) -> None:
     """Realized runs want more momentum than the mean iterate: the single-run optimum (median over
-    seeds of iterations to ‖w - w*‖ ≤ 1e-6 ‖w_0 - w*‖, theory.md §1) is never below the expected-dynamics
-    optimum on the same grids, and at μ_S = 0 the two agree."""
+    seeds of iterations to ‖w - w*‖ ≤ 1e-6 ‖w_0 - w*‖, theory/README.md §3) is never below the
+    expected-dynamics optimum on the same grids, and at μ_S = 0 the two agree."""
     alphas = tuple(2.0 ** np.arange(-3, 3.01, 0.5))
     sweep = Sweep(
         "q10",

@@ -42,7 +42,7 @@ ASYNC_START = {"lr_init": 1e-4}
 )
 def test_single_step_matches_theory_examples(inputs, mu, lr) -> None:
     got_mu, got_lr, _, _ = single_step(*inputs)
-    # theory.md §4 is ε-free; the tuner's ε = 1e-6 guards move the results by ~1e-6
+    # theory/README.md §7 is ε-free; the tuner's ε = 1e-6 guards move the results by ~1e-6
     assert abs(float(got_mu) - mu) < 1e-5
     assert abs(float(got_lr) - lr) < 1e-5 * lr + 1e-6
 
@@ -62,8 +62,8 @@ def test_cubic_root_is_accurate_for_every_p() -> None:
 
 # ------------------------------------------------------------------------------------------ reference
 @pytest.fixture(scope="module")
-def reference(shared_reference):
-    return json.loads((shared_reference / "yf_official_traces.json").read_text())
+def reference(data_file):
+    return json.loads(data_file("yf_official_traces.json").read_text())
 
 
 def _case(reference, name):
@@ -462,7 +462,7 @@ def test_closed_loop_against_open_loop_at_sixteen_workers() -> None:
 
 # ------------------------------------------------------------------------------------------ comparison
 def test_compare_tuners_runs_and_reports_side_by_side() -> None:
-    """Small grids here; the full comparison (theory.md §2 grids and seeds) is in the report."""
+    """Small grids here; the full comparison (theory/README.md §5 grids and seeds) is in the report."""
     lrs = tuple(2.0 ** np.arange(-8.0, 1.5))
     result = compare_tuners(
         "nq50", seeds=3, steps=3000, lrs=lrs, momenta=(0.0, 0.45, 0.9), adam_lrs=lrs[:-2], seed=3

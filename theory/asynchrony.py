@@ -25,7 +25,7 @@ heavy ball with momentum ``mu_S`` and step ``alpha (1 - mu_S)``.
 Minimizing ``gamma`` over ``(alpha, mu_L)`` gives the optimal explicit momentum as a function of
 ``mu_S = 1 - 1/M``; the predicted statistical penalty of ``M`` workers against one is
 ``log gamma(1) / log gamma(M)`` (updates to reach the same accuracy). ``gamma`` describes the *mean*
-iterate: at its optimum single runs can diverge (theory.md §1).
+iterate: at its optimum single runs can diverge (theory/README.md §3).
 
 References
 ----------
@@ -64,7 +64,7 @@ __all__ = [
     "predicted_penalty",
 ]
 
-# --- Stated closed forms ([AbM] Sec. IV; theory.md §1) ------------------------------------------------
+# --- Stated closed forms ([AbM] Sec. IV; theory/README.md §3) ----------------------------------------
 Z = 1 + mu_S + mu_L - alpha * (1 - mu_S) * lam
 """``z`` of one eigen-direction."""
 RECIPROCAL_POLY = mu_S * mu_L * t**3 - (mu_S + mu_L + mu_S * mu_L) * t**2 + Z * t - 1
@@ -389,9 +389,9 @@ def optimal_explicit_momentum(
 def additive_rule(mu_star: ArrayLike, mu_s: ArrayLike) -> np.ndarray:
     """The additive rule for explicit momentum: ``mu_L = mu* - mu_S``.
 
-    It reads "momenta add" literally and overshoots at high asynchrony (theory.md §1); compare with
+    It reads "momenta add" literally and overshoots at high asynchrony (theory/README.md §3); compare with
     :func:`optimal_explicit_momentum`, and note that the total-momentum estimator's fixed point is
-    ``1 - M (1 - mu*)`` instead (spec/yellowfin.md).
+    ``1 - M (1 - mu*)`` instead (theory/README.md §10).
 
     Examples
     --------

@@ -19,7 +19,7 @@ The ``g`` groups are independent renewal processes of mean cycle ``H_k``, so upd
 Convention: hardware efficiency is the time per update relative to fully synchronous training,
 ``HE(g) = T_g / T_1 = H_{M/g} / (g H_M)`` (lower is faster; ``HE(1) = 1``); with the statistical
 efficiency ``SE(g) = I_g / I_1`` (updates to target relative to ``g = 1``) the time to target relative to
-synchronous training is ``HE(g) SE(g)`` (theory.md §1). Groups play the role of workers for staleness:
+synchronous training is ``HE(g) SE(g)`` (theory/README.md §4). Groups play the role of workers for staleness:
 their implicit momentum is ``1 - 1/g`` (:func:`theory.staleness.implicit_momentum`).
 
 References

@@ -63,7 +63,7 @@ __all__ = [
     "spectral_radius",
 ]
 
-# --- Stated closed forms ([YF] Sec. 2; theory.md §3) -----------------------------------------------------
+# --- Stated closed forms ([YF] Sec. 2; theory/README.md §6) --------------------------------------
 OPERATOR = sp.Matrix([[1 - alpha * h + mu, -mu], [1, 0]])
 """The heavy-ball operator ``A(alpha, mu, h)``."""
 CHARPOLY = x**2 - (1 - alpha * h + mu) * x + mu

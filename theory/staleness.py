@@ -69,7 +69,7 @@ __all__ = [
     "workers_from_momentum",
 ]
 
-# --- Stated closed forms (theory.md §1) --------------------------------------------------------------
+# --- Stated closed forms (theory/README.md §1-2) ---------------------------------------------
 PMF = (1 / M) * (1 - 1 / M) ** l
 """``P(tau = l)`` for ``M`` workers with exponential compute times."""
 MEAN = M - 1
@@ -91,7 +91,7 @@ LAG_POLYNOMIAL = 1 - (mu_L + mu_S) * B + mu_L * mu_S * B**2
 EXPLICIT_RECURSION = (mu_L + mu_S) * dw_t - mu_L * mu_S * dw_t1 - (1 - mu_S) * alpha * grad_t
 """``E[w_{t+1} - w_t]`` with explicit momentum ``mu_L`` and geometric staleness ``mu_S``."""
 ESTIMATED_TOTAL_MOMENTUM = 1 - (1 - mu_L) / M
-"""What the worker-local total-momentum estimator measures (spec/yellowfin.md)."""
+"""What the worker-local total-momentum estimator measures (theory/README.md §9)."""
 TOTAL_MOMENTUM = mu_L + mu_S - mu_L * mu_S
 """The same in ``mu_L`` and ``mu_S``: to first order the two momenta add."""
 
@@ -354,7 +354,7 @@ def total_momentum(mu_l: ArrayLike, workers: ArrayLike) -> np.ndarray:
     """What the worker-local total-momentum estimator measures: ``1 - (1 - mu_L)/M``.
 
     Equal to ``mu_L + mu_S - mu_L mu_S`` with ``mu_S = 1 - 1/M``; draw this curve beside measured total
-    momentum (spec/yellowfin.md).
+    momentum (theory/README.md §9).
 
     Parameters
     ----------

@@ -62,7 +62,7 @@ __all__ = [
     "single_step_objective",
 ]
 
-# --- Stated closed forms ([YF] Sec. 3; theory.md §4) -------------------------------------------------
+# --- Stated closed forms ([YF] Sec. 3; theory/README.md §7) -------------------------------------------------
 OBJECTIVE = mu * D**2 + alpha**2 * C
 """The SingleStep objective in ``(mu, alpha)``."""
 ALPHA_OF_MU = (1 - sp.sqrt(mu)) ** 2 / h_min
