@@ -7,9 +7,10 @@ engine (:func:`run`), measurements, and resumable sweeps.
 
 __version__ = "0.1.0"
 
+from asyncsim._rng import SeedRecord, stream
 from asyncsim.cluster import ClusterConfig, simulate
 from asyncsim.distributions import Deterministic, Empirical, Exponential, Gamma, LogNormal, Uniform
-from asyncsim.engine import History, StalenessLaw, run
+from asyncsim.engine import History, run
 from asyncsim.measure import (
     contraction_rate,
     iterations_to_target,
@@ -26,8 +27,8 @@ from asyncsim.problems import (
     spectrum,
 )
 from asyncsim.sweep import Sweep, SweepResult, run_sweep
-from asyncsim.trace import Trace
-from asyncsim.yellowfin import yellowfin
+from asyncsim.trace import StalenessLaw, Trace
+from asyncsim.yellowfin import yellowfin_tuner  # asyncsim.yellowfin stays the module
 
 __all__ = [
     "ClusterConfig",
@@ -41,6 +42,7 @@ __all__ = [
     "LogNormal",
     "LogisticRegression",
     "NoisyQuadratic",
+    "SeedRecord",
     "StalenessLaw",
     "Sweep",
     "SweepResult",
@@ -60,6 +62,7 @@ __all__ = [
     "simulate",
     "spectrum",
     "statistical_penalty",
+    "stream",
     "time_to_target",
-    "yellowfin",
+    "yellowfin_tuner",
 ]

@@ -33,11 +33,13 @@ group whose compute took no time writes again before the next group's write at t
 
 Random streams
 --------------
-``rng`` is normalized once with :func:`numpy.random.default_rng`; its seed sequence spawns M + 1
-children: child i < M belongs to worker i and spawns again into its (compute, pull, push) streams;
-child M drives the server time. A group's pull and push latencies are drawn from the streams of
-its first worker. Every stream is consumed in blocks of :data:`BLOCK` values in the order of use,
-through the same helpers in both implementations, which is what makes their traces identical.
+``rng`` becomes one root seed sequence (the rules of :mod:`asyncsim._rng`), recorded on the trace as
+``Trace.seed``. Streams are keyed by value from it: worker i's compute, pull and push streams are
+``stream(root, i, 0)``, ``stream(root, i, 1)`` and ``stream(root, i, 2)``, and the server time draws
+from ``stream(root, "server")``; adding a worker changes no other worker's stream. A group's pull
+and push latencies are drawn from the streams of its first worker. Every stream is consumed in blocks
+of :data:`BLOCK` values in the order of use, through the same helpers in both implementations, which
+is what makes their traces identical.
 """
 
 from __future__ import annotations
@@ -50,7 +52,8 @@ import numpy as np
 import simpy
 import simpy.events
 
-from asyncsim._validate import check_array, check_choice, check_int, check_rng
+from asyncsim._rng import record, root, stream
+from asyncsim._validate import check_array, check_choice, check_int
 from asyncsim.distributions import Distribution, Exponential
 from asyncsim.trace import Trace
 
@@ -167,9 +170,9 @@ def simulate(
         The cluster.
     n_updates : int
         Number of updates (writes) to record, ``>= 1``.
-    rng : numpy.random.Generator, numpy.random.SeedSequence, int >= 0 or None
-        Source of randomness, normalized once with :func:`numpy.random.default_rng`; the worker and
-        server streams are spawned from its seed sequence (see the module docstring).
+    rng : None, int >= 0, numpy.random.SeedSequence or numpy.random.Generator
+        Source of randomness: one root seed sequence, from which the worker and server streams are
+        keyed by value (see the module docstring).
     method : {"auto", "simpy", "fast"}
         ``"simpy"`` runs the reference event model; ``"fast"`` the vectorized path, which gives the
         identical trace but serves only configs without latency and server time (else ValueError);
@@ -179,7 +182,7 @@ def simulate(
     -------
     Trace
         Columns of shape ``(n_updates,)`` in order of apply; ``config`` is ``config`` and ``seed``
-        the entropy of the seed sequence when it is an int and the generator had not spawned before.
+        the :class:`~asyncsim._rng.SeedRecord` of the root, which makes the same trace again.
 
     Raises
     ------
@@ -209,7 +212,8 @@ def simulate(
     if method == "fast" and obstacle is not None:
         raise ValueError(f"method='fast' cannot serve this config: {obstacle}; use method='simpy'")
     fast = method == "fast" or (method == "auto" and obstacle is None)
-    streams, seed = _Streams.from_rng(check_rng("rng", rng), config.n_workers)
+    seq = root(rng)
+    streams = _Streams(seq)
     with np.errstate(over="ignore"):  # an overflowing clock is reported below
         writer, read_version, apply_time = (_run_fast if fast else _run_simpy)(config, n, streams)
     _check_clock(config, apply_time)
@@ -220,7 +224,7 @@ def simulate(
         apply_time=apply_time,
         n_aggregated=np.full(n, config.group_size),
         config=config,
-        seed=seed,
+        seed=record(seq),
     )
 
 
@@ -286,33 +290,18 @@ def _fast_path_obstacle(config: ClusterConfig) -> str | None:
 
 # ------------------------------------------------------------------------------- random streams
 class _Streams:
-    """The independent random streams of one run (layout in the module docstring)."""
+    """The independent random streams of one run, keyed by value from its root (module docstring)."""
 
-    def __init__(self, root: np.random.SeedSequence, n_workers: int) -> None:
-        children = root.spawn(n_workers + 1)
-        self._workers = [child.spawn(len(_STREAM_KINDS)) for child in children[:-1]]
-        self._server = children[-1]
-
-    @classmethod
-    def from_rng(
-        cls, rng: np.random.Generator | int | None, n_workers: int
-    ) -> tuple[_Streams, int | None]:
-        """Streams spawned from ``rng`` and the seed to record (int entropy when known)."""
-        bits = np.random.default_rng(rng).bit_generator
-        root = getattr(bits, "seed_seq", None)
-        if not isinstance(root, np.random.SeedSequence):  # a bit generator without a seed sequence
-            root = np.random.SeedSequence(np.random.Generator(bits).integers(2**63, size=4))
-        fresh = root.n_children_spawned == 0 and root.spawn_key == ()
-        seed = root.entropy if fresh and isinstance(root.entropy, int) else None
-        return cls(root, n_workers), seed
+    def __init__(self, root: np.random.SeedSequence) -> None:
+        self.root = root
 
     def worker(self, i: int, kind: str) -> np.random.Generator:
         """Worker ``i``'s generator for ``kind`` in ("compute", "pull", "push")."""
-        return np.random.default_rng(self._workers[i][_STREAM_KINDS.index(kind)])
+        return np.random.default_rng(stream(self.root, i, _STREAM_KINDS.index(kind)))
 
     def server(self) -> np.random.Generator:
         """The server's generator (server times)."""
-        return np.random.default_rng(self._server)
+        return np.random.default_rng(stream(self.root, "server"))
 
 
 def _blocks(

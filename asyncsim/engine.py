@@ -6,61 +6,50 @@ transformation: ``w_{t+1} = w_t + update(g(w_{v_t}), state, w_t, context)`` [AbM
 
 The expected-dynamics mode replaces the gradient by its expectation over a staleness law,
 ``Σ_l q_l ∇f(w_{t-l})``: the exact expected recursion that the theory speaks of (quadratics only).
+
+:func:`run` sets up (checks, the batch size, the version ring and its index tables, the random
+streams), runs one of two loops (:func:`_trace_loop` or :func:`_expected_loop`), and returns a
+:class:`History`. After an update the loops hand the new parameters to a :class:`_Recorder`, at the
+steps it asks for; it records on its schedule and asks its :class:`_Divergence` which configurations
+to freeze.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import dataclasses
+import hashlib
+import json
+import zipfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from numbers import Integral, Real
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from asyncsim._rng import SeedRecord, record, root, stream
 from asyncsim._validate import check_int, check_real, check_rng
-from asyncsim.measure import momentum_estimate, momentum_estimator_init, momentum_estimator_update
+from asyncsim.measure import (
+    MomentumEstimate,
+    momentum_estimate,
+    momentum_estimator_init,
+    momentum_estimator_update,
+)
 from asyncsim.optim import GradientTransformation, record_of
 from asyncsim.problems import Problem
-from asyncsim.trace import Trace
+from asyncsim.trace import StalenessLaw, Trace
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["History", "StalenessLaw", "run"]
+__all__ = ["History", "run"]
 
 #: Randomness drawn ahead per configuration, in float64 values, before the next block is drawn.
 _DRAW_BUDGET = 1 << 22
 
 
-@dataclass(frozen=True)
-class StalenessLaw:
-    """A staleness law ``q_l = P(τ = l)``, l = 0..L-1, for the expected-dynamics mode.
-
-    >>> StalenessLaw.geometric(4).pmf[:3].round(6).tolist()
-    [0.25, 0.1875, 0.140625]
-    """
-
-    pmf: np.ndarray
-
-    def __post_init__(self) -> None:
-        q = np.asarray(self.pmf, dtype=np.float64)
-        if q.ndim != 1 or q.size == 0 or (q < 0).any() or not np.isfinite(q).all():
-            raise ValueError(f"pmf must be a non-empty 1-D array of probabilities, got {q!r}")
-        if abs(q.sum() - 1.0) > 1e-9:
-            raise ValueError(f"pmf must sum to 1 (within 1e-9), got sum {q.sum()}")
-        object.__setattr__(self, "pmf", q)
-
-    @classmethod
-    def geometric(cls, n_workers: float, *, tail: float = 1e-12) -> StalenessLaw:
-        """The queueing model's law ``q_l = (1/M)(1 - 1/M)^l``, truncated where ``P(τ ≥ L) < tail``
-        and renormalized. ``n_workers`` may be any real M ≥ 1 (μ_S = 1 - 1/M)."""
-        m = check_real("n_workers", n_workers, low=1.0)
-        check_real("tail", tail, low=0.0, high=1.0, low_open=True, high_open=True)
-        mu_s = 1.0 - 1.0 / m
-        length = 1 if mu_s == 0.0 else int(np.ceil(np.log(tail) / np.log(mu_s)))
-        q = (1.0 - mu_s) * mu_s ** np.arange(max(length, 1))
-        return cls(q / q.sum())
-
-
+# ------------------------------------------------------------------------------------------ history
 @dataclass(frozen=True, eq=False)
 class History:
     """What a run recorded, at steps ``steps`` (R,) = number of updates applied (0 = the start).
@@ -84,9 +73,19 @@ class History:
     diverged_at : int64 (B,)
         The step at which divergence was detected (-1 if never).
     final_params : float64 (B, d)
-    seed : SeedSequence or sequence
-        What made the configurations' randomness: the root seed sequence (configuration b draws from
-        its b-th spawned child) or the B seeds given.
+    seed : tuple of B SeedRecord
+        The seed sequence each configuration's gradient randomness drew from:
+        ``stream(root(rng), b)`` for one ``rng``, ``root(rng[b])`` for a sequence of B
+        (:mod:`asyncsim._rng`); ``seed[b].sequence()`` makes configuration b's stream again.
+    problem : str
+        The problem's name.
+    config : dict
+        What made the run, as JSON-able values: ``problem`` (its name, class and parameters; arrays as
+        shape, range and digest), ``transform`` (name and hyperparameters, see
+        :class:`~asyncsim.optim.GradientTransformation`), ``staleness`` (``kind`` "trace", "law" or
+        "none", with each trace's length, mean, cluster config and seed record, or each law's length
+        and mean), ``steps`` (asked for) and ``options`` (the other arguments of :func:`run`, with
+        ``batch`` and ``estimate_momentum`` as resolved). The seeds are :attr:`seed`.
     """
 
     steps: np.ndarray
@@ -98,8 +97,9 @@ class History:
     diverged: np.ndarray
     diverged_at: np.ndarray
     final_params: np.ndarray
-    seed: Any = None
+    seed: tuple[SeedRecord, ...] = ()
     problem: str = ""
+    config: dict[str, Any] = field(default_factory=dict)
 
     def __getitem__(self, name: str) -> np.ndarray:
         return self.values[name]
@@ -120,7 +120,517 @@ class History:
         columns |= {name: v.ravel() for name, v in self.values.items()}
         return pd.DataFrame(columns)
 
+    # ---------------------------------------------------------------- files
+    def save(self, path: str | Path) -> Path:
+        """Write the history to ``path`` (``.npz``); return the path.
 
+        The archive holds every array (``values`` under ``value.<name>``), the seed records as text
+        (``str(record)``, one per configuration) and ``config`` as a JSON string.
+        """
+        path = _npz_path(path)
+        arrays: dict[str, np.ndarray] = {
+            "format": np.array(_HISTORY_FORMAT),
+            "problem": np.array(self.problem),
+            "config": np.array(json.dumps(self.config)),
+            "seed": np.array([str(s) for s in self.seed], dtype=str),
+        }
+        for name in _HISTORY_ARRAYS:
+            value = getattr(self, name)
+            if value is not None:
+                arrays[name] = value
+        arrays |= {f"value.{name}": v for name, v in self.values.items()}
+        np.savez(path, **arrays)  # type: ignore[arg-type]
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> History:
+        """Read a history written by :meth:`save`.
+
+        Raises FileNotFoundError for a missing file, and ValueError naming the path and the fault for
+        a file that is not a saved history: not an npz archive, a missing entry, arrays whose shapes
+        disagree, or a seed or config that does not parse.
+
+        >>> import tempfile, pathlib
+        >>> from asyncsim.optim import sgd
+        >>> from asyncsim.problems import make_problem
+        >>> hist = run(make_problem("q10"), sgd(0.1), None, 20, rng=0, record_every=10)
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     again = History.load(hist.save(pathlib.Path(tmp) / "run.npz"))
+        >>> again.steps, again.config["transform"], str(again.seed[0])
+        (array([ 0, 10, 20]), {'name': 'sgd', 'hyperparameters': {'lr': 0.1}, 'batch': None}, '0/0')
+        """
+        path = _npz_path(path)
+        data = _read_archive(path)
+        missing = [k for k in ("format", "config", "seed", *_HISTORY_REQUIRED) if k not in data]
+        if missing:
+            raise ValueError(f"{path} is not a saved History: it lacks {', '.join(missing)}")
+        if str(data["format"]) != _HISTORY_FORMAT:
+            raise ValueError(
+                f"{path} is not a saved History: format {str(data['format'])!r}, expected "
+                f"{_HISTORY_FORMAT!r}"
+            )
+        arrays = {name: data.get(name) for name in _HISTORY_ARRAYS}
+        values = {k.removeprefix("value."): v for k, v in data.items() if k.startswith("value.")}
+        for name, ndim in (("steps", 1), ("loss", 2), ("final_params", 2)):
+            if arrays[name].ndim != ndim:
+                raise ValueError(
+                    f"{path} is not a valid History: {name} has shape {arrays[name].shape}, "
+                    f"expected {ndim} axes"
+                )
+        (r,), (b, d) = arrays["steps"].shape, arrays["final_params"].shape
+        expected_shapes = {
+            "loss": (r, b),
+            "distance": (r, b),
+            "params": (r, b, d),
+            "time": (r, b),
+            "diverged": (b,),
+            "diverged_at": (b,),
+        } | {f"value.{name}": (r, b) for name in values}
+        for name, shape in expected_shapes.items():
+            found = data.get(name)
+            if found is not None and found.shape != shape:
+                raise ValueError(
+                    f"{path} is not a valid History: {name} has shape {found.shape}, expected "
+                    f"{shape} (R = {r} recorded steps, B = {b} configurations, d = {d})"
+                )
+        if data["seed"].shape not in ((b,), (0,)):
+            raise ValueError(
+                f"{path} is not a valid History: seed holds {data['seed'].size} records, expected {b}"
+            )
+        try:
+            seed = tuple(SeedRecord.parse(str(s)) for s in data["seed"])
+            config = json.loads(str(data["config"]))
+        except ValueError as err:
+            raise ValueError(f"{path} is not a valid History: {err}") from None
+        problem = str(data["problem"]) if "problem" in data else ""
+        return cls(**arrays, values=values, seed=seed, problem=problem, config=config)
+
+
+_HISTORY_FORMAT = "asyncsim.History/1"
+_HISTORY_ARRAYS = (
+    "steps",
+    "loss",
+    "distance",
+    "params",
+    "time",
+    "diverged",
+    "diverged_at",
+    "final_params",
+)
+_HISTORY_REQUIRED = ("steps", "loss", "time", "diverged", "diverged_at", "final_params")
+
+
+def _npz_path(path: str | Path) -> Path:
+    path = Path(path)
+    if path.suffix != ".npz":
+        raise ValueError(f"path must end in .npz (a History is saved as npz), got {str(path)!r}")
+    return path
+
+
+def _read_archive(path: Path) -> dict[str, np.ndarray]:
+    """Every array of an npz archive, read now (the file is closed on return)."""
+    with path.open("rb") as handle:
+        magic = handle.read(6)
+    if not magic.startswith((b"PK\x03\x04", b"PK\x05\x06")):  # a zip archive, maybe empty
+        raise ValueError(f"{path} is not an .npz archive (as History.save writes)")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {name: data[name] for name in data.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise ValueError(f"{path} is not a readable .npz archive: {err}") from None
+
+
+# ------------------------------------------------------------------------------------------ run
+def run(
+    problem: Problem,
+    transform: GradientTransformation,
+    trace: Trace | Sequence[Trace] | StalenessLaw | Sequence[StalenessLaw] | None,
+    steps: int,
+    *,
+    rng: Any = None,
+    record_every: int | None = 1,
+    record_params: bool = False,
+    divergence_factor: float = 1e6,
+    check_every: int = 64,
+    estimate_momentum: bool | None = None,
+    momentum_beta: float = 0.99,
+    batch: int | None = None,
+    stop_at: float | None = None,
+) -> History:
+    """Run stale-gradient SGD for B configurations at once.
+
+    Parameters
+    ----------
+    problem : Problem
+        The objective and its batched gradient oracle.
+    transform : GradientTransformation
+        The optimizer; array hyperparameters of shape (B,) set the batch size.
+    trace : Trace, sequence of B Traces, StalenessLaw, sequence of B laws, or None
+        Staleness of each update (one trace shared by all configurations, or one per configuration,
+        which may mix worker counts). A :class:`~asyncsim.trace.StalenessLaw` selects the
+        expected-dynamics mode (the problem's gradient must be affine). None means no staleness.
+    steps : int
+        Updates to run (at most the trace's length).
+    rng : None, int >= 0, Generator, SeedSequence, or a sequence of B of them
+        Randomness of the gradients. One ``rng`` is a root (:func:`asyncsim._rng.root`) and
+        configuration b draws from ``stream(root, b)``; a sequence gives configuration b the root of
+        ``rng[b]`` (common random numbers: a batch equals the same configurations run alone with the
+        matching seeds). ``History.seed`` records each configuration's stream.
+    record_every : int or None
+        Record every this many steps (and at the first and last); None records only those two.
+    record_params : bool
+        Keep the parameters at every recorded step (memory R·B·d).
+    divergence_factor : float
+        A configuration whose loss turns non-finite or exceeds this factor times its initial loss is
+        frozen and flagged. Checked at recorded steps and every ``check_every`` steps, together with a
+        ``diverged`` (B,) flag the transformation's state may record (a tuner whose statistics turned
+        non-finite).
+    estimate_momentum : bool or None
+        Record the worker-local total-momentum estimate (theory/README.md §9); default: where the trace
+        has writers and the transformation records ``lr``.
+    momentum_beta : float
+        EMA factor β_m of the estimator, in [0, 1) (checked even when no estimate is recorded).
+    batch : int or None
+        The number of configurations, if nothing else implies it.
+    stop_at : float or None
+        Stop early, at a recorded step, once every configuration has diverged or has had a recorded
+        loss at or below this value (the history then ends there); a finite number.
+
+    Returns
+    -------
+    History
+        Its ``config`` says what made it, its ``seed`` which streams the configurations drew.
+
+    Examples
+    --------
+    Two step sizes on a noiseless quadratic, no staleness:
+
+    >>> from asyncsim.optim import sgd
+    >>> from asyncsim.problems import make_problem
+    >>> hist = run(make_problem("q10"), sgd([0.1, 1.0]), None, 100, record_every=50)
+    >>> hist.steps, hist.loss[-1].round(4), hist.config["transform"]["name"]
+    (array([  0,  50, 100]), array([0.0034, 0.    ]), 'sgd')
+    """
+    _check_problem(problem)
+    steps = check_int("steps", steps, low=1)
+    check_real("divergence_factor", divergence_factor, low=1.0, low_open=True)
+    momentum_beta = check_real("momentum_beta", momentum_beta, low=0.0, high=1.0, high_open=True)
+    stop_at = check_real("stop_at", stop_at, optional=True)
+    rng = check_rng("rng", rng, sequence=True)
+    check_every = check_int("check_every", check_every, low=1)
+    if record_every is not None:
+        record_every = check_int("record_every", record_every, low=1)
+    if not isinstance(transform, GradientTransformation):
+        raise TypeError(
+            f"transform must be a GradientTransformation, got {type(transform).__name__}"
+        )
+    sources, expected = _staleness_sources(trace, steps)
+    sizes = {
+        "traces": len(sources) if len(sources) > 1 else None,
+        "rng": len(rng) if isinstance(rng, list) else None,
+    }
+    b = _resolve_batch(transform, sizes, batch)
+    _check_sources(problem, sources, expected, steps, b)
+
+    streams = _Streams(rng, b)
+    w0 = problem.init_params(b)
+    state = transform.init(w0)
+    table = None if expected else _Lockstep(sources, steps, w0)
+    estimate_momentum = _resolve_estimate(estimate_momentum, table, record_of(state))
+    estimator = None
+    if estimate_momentum:
+        assert table is not None  # _resolve_estimate makes sure
+        estimator = momentum_estimator_init(w0, int(table.writer.max()) + 1, momentum_beta)
+    loss0 = problem.loss(w0)
+    divergence = _Divergence(problem.loss, divergence_factor * loss0)
+    recorder = _Recorder(
+        divergence,
+        problem.distance,
+        b,
+        steps=steps,
+        every=record_every,
+        check_every=check_every,
+        stop_at=stop_at,
+        record_params=record_params,
+        clock=None if table is None else table.apply_time,
+    )
+
+    with np.errstate(all="ignore"):
+        recorder.record(0, w0, loss0, state, estimator)
+        if table is None:
+            ring = _expected_ring(w0, sources)
+            done = _expected_loop(problem, transform.update, state, ring, sources, steps, recorder)
+        else:
+            ring = table.ring
+            done = _trace_loop(
+                problem, transform.update, state, table, streams, steps, recorder, estimator
+            )
+
+    options = {
+        "batch": b,
+        "record_every": record_every,
+        "record_params": bool(record_params),
+        "divergence_factor": float(divergence_factor),
+        "check_every": check_every,
+        "estimate_momentum": estimate_momentum,
+        "momentum_beta": momentum_beta,
+        "stop_at": stop_at,
+    }
+    return History(
+        **recorder.result(),
+        diverged=divergence.flags,
+        diverged_at=divergence.at,
+        final_params=ring[done % ring.shape[0]].copy(),
+        seed=streams.seed,
+        problem=problem.name,
+        config=_config(problem, transform, trace, sources, steps, options),
+    )
+
+
+# ------------------------------------------------------------------------------------------ loops
+def _trace_loop(
+    problem: Problem,
+    update: Callable,
+    state: Any,
+    table: _Lockstep,
+    streams: _Streams,
+    steps: int,
+    recorder: _Recorder,
+    estimator: MomentumEstimate | None,
+) -> int:
+    """Apply the trace's updates to ``table.ring``; return how many were applied (``steps`` unless
+    the recorder stopped the run early)."""
+    ring = table.ring
+    ring_size, b = ring.shape[:2]
+    k_max = int(np.max(table.n_aggregated))
+    chunk = max(1, min(steps, _DRAW_BUDGET // max(1, b * problem.dim * k_max)))
+    read_slot, n_aggregated = table.read_version % ring_size, table.n_aggregated
+    shared, rows = table.shared, table.rows
+    if shared:  # Python ints index fastest
+        read_slot, n_aggregated = read_slot.tolist(), n_aggregated.tolist()
+    slots = list(ring)  # one view per ring slot, made once
+    gradient, draw, divergence = problem.gradient, problem.draw, recorder.divergence
+    block, block_start, draw_at = None, 0, 0
+    next_at = recorder.next_at
+    for t in range(steps):
+        if t == draw_at:
+            block, block_start = draw(streams, min(chunk, steps - t), k_max), t
+            draw_at = t + chunk
+        cur = slots[t % ring_size]
+        read = slots[read_slot[t]] if shared else ring[read_slot[t], rows]
+        noise = None if block is None else block[:, t - block_start]
+        grads = gradient(read, noise, n_aggregated[t])
+        context = _Context(table, t, read)
+        updates, state = update(grads, state, cur, context)
+        if divergence.any:
+            updates = divergence.freeze(updates)
+        new = slots[(t + 1) % ring_size]
+        np.add(cur, updates, out=new)
+        if estimator is not None:
+            estimator = momentum_estimator_update(estimator, context, grads, record_of(state)["lr"])
+        if t + 1 == next_at:
+            if recorder.visit(t + 1, new, state, estimator):
+                return t + 1
+            next_at = recorder.next_at
+    return steps
+
+
+def _expected_loop(
+    problem: Problem,
+    update: Callable,
+    state: Any,
+    ring: np.ndarray,
+    laws: list[StalenessLaw],
+    steps: int,
+    recorder: _Recorder,
+) -> int:
+    """Apply the expected recursion ``Σ_l q_l ∇f(w_{t-l})`` to ``ring`` (R, B, d); return how many
+    updates were applied."""
+    ring_size = ring.shape[0]
+    pmfs = np.zeros((len(laws), ring_size))
+    for i, law in enumerate(laws):
+        pmfs[i, : law.pmf.size] = law.pmf
+    # weight of ring slot s at step t is q[(t - s) mod R]: a roll of the reversed law.
+    reversed_pmfs = pmfs[:, (-np.arange(ring_size)) % ring_size]
+    shared = len(laws) == 1
+    slots = list(ring)
+    mean_gradient, divergence = problem.mean_gradient, recorder.divergence
+    next_at = recorder.next_at
+    for t in range(steps):
+        cur = slots[t % ring_size]
+        weights = np.roll(reversed_pmfs, t, axis=1)
+        if shared:
+            mean_read = np.tensordot(weights[0], ring, axes=(0, 0))
+        else:
+            mean_read = np.einsum("bs,sbd->bd", weights, ring)
+        updates, state = update(mean_gradient(mean_read), state, cur, None)
+        if divergence.any:
+            updates = divergence.freeze(updates)
+        new = slots[(t + 1) % ring_size]
+        np.add(cur, updates, out=new)
+        if t + 1 == next_at:
+            if recorder.visit(t + 1, new, state):
+                return t + 1
+            next_at = recorder.next_at
+    return steps
+
+
+def _expected_ring(w0: np.ndarray, laws: list[StalenessLaw]) -> np.ndarray:
+    """The version ring of the expected mode, as long as the longest law; reads before the start
+    see w_0."""
+    ring_size = max(law.pmf.size for law in laws)
+    return np.broadcast_to(w0, (ring_size, *w0.shape)).copy()
+
+
+# ------------------------------------------------------------------------------------------ recorder
+class _Divergence:
+    """Which configurations diverged, and at which step.
+
+    ``check(t, w, state)`` evaluates ``loss(w)`` and flags, at step t, each configuration not yet
+    flagged whose loss is NaN or above ``bound`` (B,), or whose state records ``diverged``; it returns
+    the loss. ``freeze(updates)`` zeroes the updates of the flagged configurations; ``any`` says
+    whether there are any (the loops call ``freeze`` only then).
+    """
+
+    __slots__ = ("_loss", "any", "at", "bound", "flags")
+
+    def __init__(self, loss: Callable[[np.ndarray], np.ndarray], bound: np.ndarray) -> None:
+        self._loss = loss
+        self.bound = np.asarray(bound, dtype=np.float64)
+        self.flags = np.zeros(self.bound.shape, dtype=bool)
+        self.at = np.full(self.bound.shape, -1, dtype=np.int64)
+        self.any = False
+
+    def check(self, t: int, w: np.ndarray, state: Any = None) -> np.ndarray:
+        loss = self._loss(w)
+        newly = ~self.flags & ~(loss <= self.bound)  # catches NaN
+        flagged = record_of(state).get("diverged")
+        if flagged is not None:
+            newly |= ~self.flags & np.asarray(flagged, dtype=bool)
+        if newly.any():
+            self.flags[newly] = True
+            self.at[newly] = t
+            self.any = True
+        return loss
+
+    def freeze(self, updates: np.ndarray) -> np.ndarray:
+        return np.where(self.flags[:, None], 0.0, updates)
+
+
+class _Recorder:
+    """What a run records, and when it looks at the parameters.
+
+    The schedule is ``0, every, 2·every, …`` and always ``steps``. ``next_at`` is the next step
+    after which the loop must call ``visit(t, w, state, estimator)``: a scheduled step (check
+    divergence, record, and stop once every configuration has reached ``stop_at`` or diverged) or a
+    multiple of ``check_every`` (check divergence only). ``record`` appends one row;
+    ``result()`` gives the History fields it holds.
+    """
+
+    def __init__(
+        self,
+        divergence: _Divergence,
+        distance: Callable[[np.ndarray], np.ndarray | None],
+        batch: int,
+        *,
+        steps: int,
+        every: int | None,
+        check_every: int,
+        stop_at: float | None = None,
+        record_params: bool = False,
+        clock: np.ndarray | None = None,
+    ) -> None:
+        self.divergence = divergence
+        self._distance = distance
+        self._batch = batch
+        self._schedule = _record_steps(steps, every)
+        self._check_every = check_every
+        self._stop_at = stop_at
+        self._reached = np.zeros(batch, dtype=bool)
+        self._record_params = record_params
+        self._clock = clock
+        self._rows: dict[str, list] = {"loss": [], "distance": [], "params": [], "time": []}
+        self._values: dict[str, list[np.ndarray]] = {}
+        self._recorded = 0  # rows so far
+        self._record_at = 0  # the next scheduled step, _schedule[_recorded] (-1 after the last)
+        self.next_at = 0
+
+    def record(
+        self,
+        t: int,
+        w: np.ndarray,
+        loss: np.ndarray,
+        state: Any,
+        estimator: MomentumEstimate | None = None,
+    ) -> None:
+        """Append the row of step t (the next scheduled step)."""
+        b = self._batch
+        rows = self._rows
+        rows["loss"].append(loss)
+        rows["distance"].append(self._distance(w))
+        if self._record_params:
+            rows["params"].append(w.copy())
+        if t == 0:
+            clock: Any = np.zeros(b)
+        elif self._clock is None:
+            clock = np.nan
+        else:
+            clock = self._clock[t - 1]
+        rows["time"].append(np.broadcast_to(clock, (b,)).astype(np.float64))
+        values = record_of(state)
+        if estimator is not None:
+            values["total_momentum"] = np.where(
+                self.divergence.flags, np.nan, momentum_estimate(estimator)
+            )
+        for name, v in values.items():
+            self._values.setdefault(name, []).append(np.broadcast_to(v, (b,)).astype(np.float64))
+        self._recorded += 1
+        schedule = self._schedule
+        self._record_at = schedule[self._recorded] if self._recorded < len(schedule) else -1
+        self._advance(t)
+
+    def visit(
+        self, t: int, w: np.ndarray, state: Any, estimator: MomentumEstimate | None = None
+    ) -> bool:
+        """After update t - 1 (t updates applied, parameters ``w``); True when the run should stop."""
+        loss = self.divergence.check(t, w, state)
+        if t != self._record_at:
+            self._advance(t)
+            return False
+        self.record(t, w, loss, state, estimator)
+        if self._stop_at is None:
+            return False
+        self._reached |= loss <= self._stop_at
+        return bool((self._reached | self.divergence.flags).all())
+
+    def _advance(self, t: int) -> None:
+        """Set ``next_at`` after a visit of step t: the next scheduled step or check."""
+        check_at = t - t % self._check_every + self._check_every
+        record_at = self._record_at
+        self.next_at = check_at if record_at < 0 else min(record_at, check_at)
+
+    def result(self) -> dict[str, Any]:
+        """``steps``, ``loss``, ``distance``, ``values``, ``params`` and ``time`` of the History."""
+        rows = self._rows
+        return {
+            "steps": np.asarray(self._schedule[: self._recorded], dtype=np.int64),
+            "loss": np.array(rows["loss"]),
+            "distance": None if rows["distance"][0] is None else np.array(rows["distance"]),
+            "values": {name: np.array(v) for name, v in self._values.items()},
+            "params": np.array(rows["params"]) if self._record_params else None,
+            "time": np.array(rows["time"]),
+        }
+
+
+def _record_steps(steps: int, every: int | None) -> list[int]:
+    """0, every, 2·every, ... and always the last step."""
+    points = list(range(0, steps + 1, every)) if every else [0]
+    if points[-1] != steps:
+        points.append(steps)
+    return points
+
+
+# ------------------------------------------------------------------------------------------ set-up
 class _Context:
     """The step context handed to transformations; its (B,) rows are built only when asked for."""
 
@@ -150,9 +660,11 @@ class _Context:
 
 
 class _Lockstep:
-    """Per-step index tables for B configurations: shared (steps,) or per configuration (steps, B)."""
+    """The version ring ``ring`` (R, B, d), version v in slot ``v % R``, and the per-step index
+    tables of B configurations: shared (steps,) or per configuration (steps, B)."""
 
-    def __init__(self, traces: list[Trace], steps: int, batch: int) -> None:
+    def __init__(self, traces: list[Trace], steps: int, w0: np.ndarray) -> None:
+        batch = w0.shape[0]
         self.batch = batch
         self.rows = np.arange(batch)
         shared = len(traces) == 1
@@ -174,8 +686,8 @@ class _Lockstep:
             np.where(self.previous_read >= 0, self.previous_read, self.read_version),
         )
         reach = np.max(t - oldest)
-        self.ring_size = int(reach) + 2
-        self.ring: np.ndarray = np.empty(0)
+        self.ring = np.zeros((int(reach) + 2, *w0.shape))
+        self.ring[0] = w0  # a trace reads only versions already written
 
     def row(self, table: np.ndarray, step: int) -> np.ndarray:
         """Row ``step`` of a table as a (B,) array."""
@@ -183,40 +695,69 @@ class _Lockstep:
 
 
 class _Streams(Sequence):
-    """One independent generator per configuration (``SeedSequence.spawn``), or the B given ones,
-    created on first use: spawning costs about 8 µs a configuration, and deterministic problems need
-    none."""
+    """Configuration b's generator, ``default_rng`` of its seed sequence: ``stream(root(rng), b)``
+    for one ``rng``, ``root(rng[b])`` for a sequence of B. The roots are fixed (and recorded) now;
+    the generators are made on first use: a seed sequence costs about 8 µs, and deterministic
+    problems need none."""
 
     def __init__(self, rng: Any, batch: int) -> None:
-        if isinstance(rng, Sequence) and not isinstance(rng, str) and len(rng) != batch:
-            raise ValueError(f"rng must be one seed or a sequence of {batch} seeds, got {len(rng)}")
-        if not isinstance(rng, Sequence | np.random.Generator | np.random.SeedSequence):
-            rng = np.random.SeedSequence(rng)  # fixes the entropy now, also for rng=None
-        self._rng, self._batch = rng, batch
+        if isinstance(rng, list):
+            if len(rng) != batch:
+                raise ValueError(f"rng must be one seed or a sequence of {batch}, got {len(rng)}")
+            self._roots: list[np.random.SeedSequence] | None = [
+                root(r, f"rng[{i}]") for i, r in enumerate(rng)
+            ]
+            self._parent = None
+            self.seed = tuple(record(seq) for seq in self._roots)
+        else:
+            self._roots, self._parent = None, root(rng)
+            parent = record(self._parent)
+            self.seed = tuple(
+                SeedRecord(parent.entropy, (*parent.spawn_key, i)) for i in range(batch)
+            )
+        self._batch = batch
         self._generators: list[np.random.Generator] | None = None
-
-    @property
-    def seed(self) -> Any:
-        """What makes the streams again: the root seed sequence, or the B given seeds."""
-        return self._rng
 
     def __len__(self) -> int:
         return self._batch
 
     def __getitem__(self, index: Any) -> Any:
         if self._generators is None:
-            rng = self._rng
-            if isinstance(rng, np.random.Generator):
-                seqs: list[Any] = rng.spawn(self._batch)
-            elif isinstance(rng, np.random.SeedSequence):
-                seqs = rng.spawn(self._batch)
-            else:
-                seqs = [r if isinstance(r, np.random.Generator | np.random.SeedSequence)
-                        else np.random.SeedSequence(r) for r in rng]  # fmt: skip
-            self._generators = [
-                s if isinstance(s, np.random.Generator) else np.random.default_rng(s) for s in seqs
-            ]
+            if self._roots is None:
+                assert self._parent is not None
+                self._roots = [stream(self._parent, i) for i in range(self._batch)]
+            self._generators = [np.random.default_rng(seq) for seq in self._roots]
         return self._generators[index]
+
+
+def _staleness_sources(trace: Any, steps: int) -> tuple[list[Any], bool]:
+    """The per-configuration staleness sources (one, or B) and whether they are laws (the expected
+    mode); None becomes a zero-staleness trace."""
+    if trace is None:
+        return [Trace.from_staleness(np.zeros(steps, dtype=np.int64))], False
+    sources = [trace] if isinstance(trace, Trace | StalenessLaw) else list(trace)
+    expected = bool(sources) and isinstance(sources[0], StalenessLaw)
+    kind = StalenessLaw if expected else Trace
+    if not sources or not all(isinstance(s, kind) for s in sources):
+        raise TypeError(
+            "trace must be Traces, StalenessLaws (not mixed), a single one of them, or None"
+        )
+    return sources, expected
+
+
+def _check_sources(
+    problem: Problem, sources: list[Any], expected: bool, steps: int, batch: int
+) -> None:
+    """One source or B; laws need an affine gradient, traces ``steps`` updates."""
+    if len(sources) not in (1, batch):
+        raise ValueError(f"trace must be one or {batch} (the batch size), got {len(sources)}")
+    if expected and not problem.affine_gradient:
+        raise ValueError(
+            f"the expected-dynamics mode needs an affine gradient (a quadratic); {problem.name!r} is not"
+        )
+    short = [] if expected else [len(tr) for tr in sources if len(tr) < steps]
+    if short:
+        raise ValueError(f"steps must be <= the trace length ({min(short)}), got {steps}")
 
 
 def _resolve_batch(
@@ -231,243 +772,17 @@ def _resolve_batch(
     return next(iter(found.values()), 1)
 
 
-def run(
-    problem: Problem,
-    transform: GradientTransformation,
-    trace: Trace | Sequence[Trace] | StalenessLaw | Sequence[StalenessLaw] | None,
-    steps: int,
-    *,
-    rng: Any = None,
-    record_every: int | None = 1,
-    record_params: bool = False,
-    divergence_factor: float = 1e6,
-    check_every: int = 64,
-    estimate_momentum: bool | None = None,
-    momentum_beta: float = 0.99,
-    batch: int | None = None,
-    stop_at: float | None = None,
-) -> History:
-    """Run stale-gradient SGD for B configurations at once.
-
-    Parameters
-    ----------
-    problem : Problem
-        The objective and its batched gradient oracle.
-    transform : GradientTransformation
-        The optimizer; array hyperparameters of shape (B,) set the batch size.
-    trace : Trace, sequence of B Traces, StalenessLaw, sequence of B laws, or None
-        Staleness of each update (one trace shared by all configurations, or one per configuration,
-        which may mix worker counts). A :class:`StalenessLaw` selects the expected-dynamics mode (the
-        problem's gradient must be affine). None means no staleness.
-    steps : int
-        Updates to run (at most the trace's length).
-    rng : None, int >= 0, Generator, SeedSequence, or a sequence of B of them
-        Randomness of the gradients; each configuration draws from its own stream, so a batch equals
-        the same configurations run alone with the matching seeds.
-    record_every : int or None
-        Record every this many steps (and at the first and last); None records only those two.
-    record_params : bool
-        Keep the parameters at every recorded step (memory R·B·d).
-    divergence_factor : float
-        A configuration whose loss turns non-finite or exceeds this factor times its initial loss is
-        frozen and flagged. Checked at recorded steps and every ``check_every`` steps, together with a
-        ``diverged`` (B,) flag the transformation's state may record (a tuner whose statistics turned
-        non-finite).
-    estimate_momentum : bool or None
-        Record the worker-local total-momentum estimate (theory/README.md §9); default: where the trace
-        has writers and the transformation records ``lr``.
-    momentum_beta : float
-        EMA factor β_m of the estimator, in [0, 1) (checked even when no estimate is recorded).
-    batch : int or None
-        The number of configurations, if nothing else implies it.
-    stop_at : float or None
-        Stop early, at a recorded step, once every configuration has diverged or has had a recorded
-        loss at or below this value (the history then ends there); a finite number.
-
-    Returns
-    -------
-    History
-    """
-    _check_problem(problem)
-    steps = check_int("steps", steps, low=1)
-    check_real("divergence_factor", divergence_factor, low=1.0, low_open=True)
-    momentum_beta = check_real("momentum_beta", momentum_beta, low=0.0, high=1.0, high_open=True)
-    stop_at = check_real("stop_at", stop_at, optional=True)
-    rng = check_rng("rng", rng, sequence=True)
-    check_every = check_int("check_every", check_every, low=1)
-    if record_every is not None:
-        record_every = check_int("record_every", record_every, low=1)
-    if not isinstance(transform, GradientTransformation):
-        raise TypeError(
-            f"transform must be a GradientTransformation, got {type(transform).__name__}"
-        )
-
-    sources: list[Any] = (
-        [trace] if trace is None or isinstance(trace, Trace | StalenessLaw) else list(trace)
-    )
-    expected = isinstance(sources[0], StalenessLaw)
-    kind = StalenessLaw if expected else Trace
-    if not all(isinstance(s, kind) for s in sources) and sources != [None]:
-        raise TypeError(
-            "trace must be Traces, StalenessLaws (not mixed), a single one of them, or None"
-        )
-    if sources == [None]:
-        sources = [Trace.from_staleness(np.zeros(steps, dtype=np.int64))]
-        kind = Trace
-    rng_size = len(rng) if isinstance(rng, Sequence) and not isinstance(rng, str) else None
-    trace_size = len(sources) if len(sources) > 1 else None
-    b = _resolve_batch(transform, {"traces": trace_size, "rng": rng_size}, batch)
-    if len(sources) not in (1, b):
-        raise ValueError(f"trace must be one or {b} (the batch size), got {len(sources)}")
-    if expected and not problem.affine_gradient:
-        raise ValueError(
-            f"the expected-dynamics mode needs an affine gradient (a quadratic); {problem.name!r} is not"
-        )
-    if not expected:
-        short = [len(tr) for tr in sources if len(tr) < steps]
-        if short:
-            raise ValueError(f"steps must be <= the trace length ({min(short)}), got {steps}")
-
-    streams = _Streams(rng, b)
-    w0 = problem.init_params(b)
-    table: Any = None  # the per-step index tables of a trace run (None in the expected mode)
-    if expected:
-        ring_size = max(s.pmf.size for s in sources)
-    else:
-        table = _Lockstep(sources, steps, b)
-        ring_size = table.ring_size
-    ring = np.zeros((ring_size, b, problem.dim))
-    if expected:
-        ring[:] = w0  # reads before the start see w_0
-    else:
-        ring[0] = w0  # a trace reads only versions already written
-    if table is not None:
-        table.ring = ring
-
-    state = transform.init(w0)
-    recorded = record_of(state)
-    if estimate_momentum is None:
-        estimate_momentum = (
-            table is not None and bool((table.writer >= 0).all()) and "lr" in recorded
-        )
-    if estimate_momentum and (table is None or "lr" not in recorded):
+def _resolve_estimate(
+    estimate: bool | None, table: _Lockstep | None, recorded: Mapping[str, Any]
+) -> bool:
+    """Whether to record the total-momentum estimate: by default where every update has a known
+    writer and the transformation records ``lr``; asked for without them, a ValueError."""
+    possible = table is not None and "lr" in recorded
+    if estimate is None:
+        return possible and bool((table.writer >= 0).all())  # type: ignore[union-attr]
+    if estimate and not possible:
         raise ValueError("estimate_momentum needs a trace with writers and a transform with an lr")
-    estimator = None
-    if estimate_momentum:
-        estimator = momentum_estimator_init(w0, int(table.writer.max()) + 1, momentum_beta)
-
-    loss0 = problem.loss(w0)
-    bound = divergence_factor * loss0
-    diverged = np.zeros(b, dtype=bool)
-    diverged_at = np.full(b, -1, dtype=np.int64)
-    frozen = False  # any configuration diverged (then updates are masked)
-    record_steps = _record_steps(steps, record_every)
-    rec: dict[str, list] = {"loss": [], "distance": [], "params": [], "time": []}
-    rec_values: dict[str, list] = {}
-
-    def record(t: int, w: np.ndarray, loss: np.ndarray) -> None:
-        rec["loss"].append(loss)
-        dist = problem.distance(w)
-        rec["distance"].append(dist)
-        if record_params:
-            rec["params"].append(w.copy())
-        clock = np.zeros(b) if t == 0 else table.row(table.apply_time, t - 1) if table else np.nan
-        rec["time"].append(np.broadcast_to(clock, (b,)).astype(np.float64))
-        values = record_of(state)
-        if estimator is not None:
-            values["total_momentum"] = np.where(diverged, np.nan, momentum_estimate(estimator))
-        for name, v in values.items():
-            rec_values.setdefault(name, []).append(np.broadcast_to(v, (b,)).astype(np.float64))
-
-    def check(t: int, w: np.ndarray) -> np.ndarray:
-        nonlocal frozen
-        loss = problem.loss(w)
-        newly = ~diverged & ~(loss <= bound)  # catches NaN
-        flagged = record_of(state).get("diverged")
-        if flagged is not None:
-            newly |= ~diverged & np.asarray(flagged, dtype=bool)
-        if newly.any():
-            diverged[newly] = True
-            diverged_at[newly] = t
-            frozen = True
-        return loss
-
-    with np.errstate(all="ignore"):
-        record(0, w0, loss0)
-        if expected:
-            laws = np.zeros((len(sources), ring_size))
-            for i, s in enumerate(sources):
-                laws[i, : s.pmf.size] = s.pmf
-            # weight of ring slot s at step t is q[(t - s) mod R]: a roll of the reversed law.
-            reversed_laws = laws[:, (-np.arange(ring_size)) % ring_size]
-        block, block_start = None, 0
-        k_max = 1 if table is None else int(np.max(table.n_aggregated))
-        per_step = problem.dim * k_max
-        chunk = max(1, min(steps, _DRAW_BUDGET // max(1, b * per_step)))
-        rows = np.arange(b)
-        next_record = 1
-        reached = np.zeros(b, dtype=bool)
-        if table is not None:
-            read_slot = table.read_version % ring_size
-            n_aggregated = table.n_aggregated
-            if table.shared:  # Python ints index fastest
-                read_slot, n_aggregated = read_slot.tolist(), n_aggregated.tolist()
-        slots = list(ring)  # one view per ring slot, made once
-        gradient, update = problem.gradient, transform.update
-        next_at = record_steps[next_record] if len(record_steps) > 1 else -1
-        for t in range(steps):
-            cur = slots[t % ring_size]
-            if expected:
-                weights = np.roll(reversed_laws, t, axis=1)
-                if weights.shape[0] == 1:
-                    mean_read = np.tensordot(weights[0], ring, axes=(0, 0))
-                else:
-                    mean_read = np.einsum("bs,sbd->bd", weights, ring)
-                grads = problem.mean_gradient(mean_read)
-                context = None
-            else:
-                if t - block_start >= chunk or t == 0:
-                    block = problem.draw(streams, min(chunk, steps - t), k_max)
-                    block_start = t
-                read = slots[read_slot[t]] if table.shared else ring[read_slot[t], rows]
-                noise = None if block is None else block[:, t - block_start]
-                grads = gradient(read, noise, n_aggregated[t])
-                context = _Context(table, t, read)
-            updates, state = update(grads, state, cur, context)
-            if frozen:
-                updates = np.where(diverged[:, None], 0.0, updates)
-            new = slots[(t + 1) % ring_size]
-            np.add(cur, updates, out=new)
-            if estimator is not None:
-                lr = record_of(state)["lr"]
-                estimator = momentum_estimator_update(estimator, context, grads, lr)
-            if t + 1 == next_at:
-                loss = check(t + 1, new)
-                record(t + 1, new, loss)
-                next_record += 1
-                next_at = record_steps[next_record] if next_record < len(record_steps) else -1
-                if stop_at is not None:
-                    reached |= loss <= stop_at
-                    if (reached | diverged).all():
-                        steps = t + 1
-                        break
-            elif (t + 1) % check_every == 0:
-                check(t + 1, new)
-
-    final = ring[steps % ring_size].copy()
-    return History(
-        steps=np.asarray(record_steps[:next_record], dtype=np.int64),
-        loss=np.array(rec["loss"]),
-        distance=None if rec["distance"][0] is None else np.array(rec["distance"]),
-        values={name: np.array(v) for name, v in rec_values.items()},
-        params=np.array(rec["params"]) if record_params else None,
-        time=np.array(rec["time"]),
-        diverged=diverged,
-        diverged_at=diverged_at,
-        final_params=final,
-        seed=streams.seed,
-        problem=problem.name,
-    )
+    return bool(estimate)
 
 
 def _check_problem(problem: object) -> None:
@@ -484,9 +799,95 @@ def _check_problem(problem: object) -> None:
     )
 
 
-def _record_steps(steps: int, every: int | None) -> list[int]:
-    """0, every, 2·every, ... and always the last step."""
-    points = list(range(0, steps + 1, every)) if every else [0]
-    if points[-1] != steps:
-        points.append(steps)
-    return points
+# ------------------------------------------------------------------------------------------ config
+def _config(
+    problem: Problem,
+    transform: GradientTransformation,
+    trace: Any,
+    sources: list[Any],
+    steps: int,
+    options: dict[str, Any],
+) -> dict[str, Any]:
+    """``History.config``: what made the run (see :class:`History`)."""
+    return {
+        "problem": _problem_config(problem),
+        "transform": _transform_config(transform),
+        "staleness": _staleness_config(trace, sources),
+        "steps": steps,
+        "options": options,
+    }
+
+
+def _problem_config(problem: Problem) -> dict[str, Any]:
+    """The problem's name, class and the parameters it was built with (its dataclass fields that are
+    arguments and shown in its repr); a problem that is no dataclass gives its repr."""
+    out: dict[str, Any] = {"name": problem.name, "class": type(problem).__name__}
+    if dataclasses.is_dataclass(problem):
+        out["parameters"] = {
+            f.name: _jsonable(getattr(problem, f.name))
+            for f in dataclasses.fields(problem)
+            if f.init and f.repr and f.name != "name"
+        }
+    else:
+        out["repr"] = repr(problem)
+    return out
+
+
+def _transform_config(transform: GradientTransformation) -> dict[str, Any]:
+    hyperparameters = transform.hyperparameters
+    return {
+        "name": transform.name,
+        "hyperparameters": None if hyperparameters is None else _jsonable(dict(hyperparameters)),
+        "batch": transform.batch,
+    }
+
+
+def _staleness_config(trace: Any, sources: list[Any]) -> dict[str, Any]:
+    if trace is None:
+        return {"kind": "none"}
+    if isinstance(sources[0], StalenessLaw):
+        return {
+            "kind": "law",
+            "laws": [{"length": int(s.pmf.size), "mean": s.mean} for s in sources],
+        }
+    return {
+        "kind": "trace",
+        "traces": [
+            {
+                "length": len(tr),
+                "mean": tr.mean,
+                "config": None if tr.config is None else repr(tr.config),
+                "seed": None if tr.seed is None else str(tr.seed),
+            }
+            for tr in sources
+        ],
+    }
+
+
+def _jsonable(value: Any) -> Any:
+    """``value`` as JSON-able data: numbers, strings, lists and dicts as they are; a NumPy array of
+    up to 16 elements as a list, a larger one as its shape, range and BLAKE2b-64 digest; anything
+    else as its repr."""
+    if value is None or type(value) in (bool, str, float, int):
+        return value
+    if type(value) in (list, tuple) and all(type(v) is float for v in value):
+        return list(value)  # a batch of hyperparameters, quickly
+    if isinstance(value, Integral):
+        return int(value)
+    if isinstance(value, Real):
+        return float(value)
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        if value.size <= 16 or value.dtype.kind not in "biuf":
+            return _jsonable(value.tolist())
+        data = np.ascontiguousarray(value)
+        return {
+            "shape": list(value.shape),
+            "min": _jsonable(value.min()),
+            "max": _jsonable(value.max()),
+            "digest": hashlib.blake2b(data.tobytes(), digest_size=8).hexdigest(),
+        }
+    return repr(value)

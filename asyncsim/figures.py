@@ -49,15 +49,17 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 import theory
+from asyncsim._rng import SeedRecord, stream
 from asyncsim._validate import check_choice, check_int, check_rng
 from asyncsim.cluster import ClusterConfig, simulate
+from asyncsim.comparisons import compare_tuners
 from asyncsim.distributions import Deterministic, Uniform
 from asyncsim.engine import run
 from asyncsim.measure import contraction_rate, iterations_to_target
 from asyncsim.optim import heavy_ball
 from asyncsim.problems import NoisyQuadratic, make_problem
 from asyncsim.sweep import Sweep, SweepResult, _one_blas_thread, run_sweep
-from asyncsim.yellowfin import compare_tuners, yellowfin
+from asyncsim.yellowfin import yellowfin_tuner
 
 __all__ = [
     "FIGURES",
@@ -141,8 +143,8 @@ _SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
             "lrs": _lr_grid(-6.5, -0.5),
             # 128 seeds, not the 32 of theory/README.md §5: the landscape is flat at high M (every μ in
             # [-0.225, 0.675] within 3% at M = 4), and with 32 seeds the grid's argmin jumps by
-            # two grid steps between root seeds; with 128 it falls one step per doubling of M
-            # (97% of bootstrap resamples; 99% negative at M = 16)
+            # two grid steps between root seeds; with 128 it is non-increasing within one grid
+            # step in 97% of bootstrap resamples and negative at M = 16 in 99%
             "seeds": 128,
             "steps": 1200,
             "record_every": 2,
@@ -232,7 +234,8 @@ _SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
     ),
 }
 
-#: YellowFin settings compared in the "tuners" figure: (label, options of :func:`yellowfin`).
+#: YellowFin settings compared in the "tuners" figure: (label, options of
+#: :func:`~asyncsim.yellowfin.yellowfin_tuner`).
 _TUNER_VARIANTS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("YellowFin (paper, α₀ = 1)", {}),
     ("YellowFin (paper, α₀ = 1e-4)", {"lr_init": 1e-4}),
@@ -344,9 +347,11 @@ def _settings(name: str, scale: str) -> dict[str, Any]:
     return _SETTINGS[name][scale]
 
 
-def _streams(root: int, name: str, n: int) -> list[np.random.SeedSequence]:
-    """``n`` independent seed sequences for the figure ``name`` (sweeps use ``root`` directly)."""
-    return np.random.SeedSequence([root, 1 + list(_SETTINGS).index(name)]).spawn(n)
+def _stream(root: int, name: str, *labels: int | str) -> np.random.SeedSequence:
+    """The stream of figure ``name`` keyed by value from ``labels`` (:func:`asyncsim._rng.stream`), so
+    adding a figure or a case changes no other; sweeps take ``root`` as their seed and key their own
+    chunks."""
+    return stream(np.random.SeedSequence(root), name, *labels)
 
 
 def _finish(
@@ -417,7 +422,8 @@ _COMMON_PARAMETERS = """
     scale : {"quick", "full"}
         Grids and budgets (:data:`SCALES`).
     rng : int, numpy.random.Generator or None
-        Root seed (an int is used as is, else one is drawn); ``data.attrs["seed"]`` records it.
+        Root seed (an int is used as is, else one is drawn); ``data.attrs["seed"]`` records it as the
+        text of its :class:`~asyncsim._rng.SeedRecord`.
     jobs : int
         Processes of a local pool when no ``executor`` is given (1: everything in this process).
     executor : concurrent.futures.Executor or None
@@ -463,7 +469,7 @@ def _staleness_case(
 ) -> pd.DataFrame:
     """Empirical staleness law of one cluster beside the geometric law of its worker count."""
     m = config.n_workers
-    trace = simulate(config, updates, rng=np.random.default_rng(seq))
+    trace = simulate(config, updates, rng=seq)
     skip = 20 * m  # warm-up: the first writes read version 0
     tau = trace.staleness[skip:]
     lags = np.arange(int(tau.max()) + 1)
@@ -491,9 +497,9 @@ def _compute_staleness(s: dict, root: int, runner: _Runner) -> pd.DataFrame:
     workers = range(1, s["max_workers"] + 1)
     cases = [("exponential", ClusterConfig(m)) for m in workers]
     cases.append(("uniform [0.5, 1.5]", ClusterConfig(4, compute=Uniform(0.5, 1.5))))
-    seqs = _streams(root, "staleness", len(cases))
     calls = [
-        (label, config, s["updates"], seq) for (label, config), seq in zip(cases, seqs, strict=True)
+        (label, config, s["updates"], _stream(root, "staleness", label, config.n_workers))
+        for label, config in cases
     ]
     return pd.concat(runner.map(_staleness_case, calls), ignore_index=True)
 
@@ -658,23 +664,24 @@ def _single_run_sweeps(s: dict, root: int) -> list[Sweep]:
     ]
 
 
+def _digits_sweep(d: dict, root: int) -> Sweep:
+    """The digits-mlp grid of the momentum figure at settings ``d`` and root seed ``root``."""
+    return Sweep(
+        "digits-mlp",
+        lrs=d["lrs"],
+        momenta=d["momenta"],
+        workers=d["workers"],
+        seeds=d["seeds"],
+        steps=d["steps"],
+        record_every=d["record_every"],
+        seed=root,
+    )
+
+
 def _compute_momentum(
     s: dict, root: int, runner: _Runner, nq50: SweepResult | Future
 ) -> pd.DataFrame:
-    d = s["digits"]
-    digits = runner.background(
-        runner.sweep,
-        Sweep(
-            "digits-mlp",
-            lrs=d["lrs"],
-            momenta=d["momenta"],
-            workers=d["workers"],
-            seeds=d["seeds"],
-            steps=d["steps"],
-            record_every=d["record_every"],
-            seed=root,
-        ),
-    )
+    digits = runner.background(runner.sweep, _digits_sweep(s["digits"], root))
     single = [
         runner.background(runner.sweep, sw) for sw in _single_run_sweeps(s["single_run"], root)
     ]
@@ -1047,17 +1054,15 @@ make_robust_region = _maker(
 
 
 # ------------------------------------------------------------------------------------------ 5 total momentum
-def _total_momentum_data(s: dict, seqs: list[np.random.SeedSequence]) -> pd.DataFrame:
+def _total_momentum_data(s: dict, root: int) -> pd.DataFrame:
     problem = make_problem("nq50")
     cases = [("async", m) for m in s["workers"]] + [("sync", max(s["workers"]))]
     mus = np.asarray(s["momenta"])
     traces, explicit, keys = [], [], []
-    for c, (mode, m) in enumerate(cases):
+    for mode, m in cases:
         for k in range(s["seeds"]):
-            seq = seqs[c * s["seeds"] + k]
-            trace = simulate(
-                ClusterConfig(m, mode=mode), s["steps"], rng=np.random.default_rng(seq)
-            )
+            seq = _stream(root, "total_momentum", mode, m, k)
+            trace = simulate(ClusterConfig(m, mode=mode), s["steps"], rng=seq)
             traces += [trace] * mus.size
             explicit += list(mus)
             keys += [(mode, m, k)] * mus.size
@@ -1066,7 +1071,7 @@ def _total_momentum_data(s: dict, seqs: list[np.random.SeedSequence]) -> pd.Data
         heavy_ball(s["lr"], np.array(explicit)),
         traces,
         s["steps"],
-        rng=seqs[-1],
+        rng=_stream(root, "total_momentum", "noise"),
         record_every=s["record_every"],
         estimate_momentum=True,
     )
@@ -1094,8 +1099,7 @@ def _total_momentum_data(s: dict, seqs: list[np.random.SeedSequence]) -> pd.Data
 
 
 def _compute_total_momentum(s: dict, root: int, runner: _Runner) -> pd.DataFrame:
-    n = (len(s["workers"]) + 1) * s["seeds"] + 1
-    return runner.call(_total_momentum_data, s, _streams(root, "total_momentum", n))
+    return runner.call(_total_momentum_data, s, root)
 
 
 def plot_total_momentum(data: pd.DataFrame, ax: Axes | None = None) -> Axes:
@@ -1146,17 +1150,18 @@ make_total_momentum = _maker(
 
 
 # ------------------------------------------------------------------------------------------ 6 closed loop
-def _closed_loop_data(s: dict, seqs: list[np.random.SeedSequence]) -> pd.DataFrame:
+def _closed_loop_data(s: dict, root: int) -> pd.DataFrame:
     problem = make_problem("nq50")
     m, n_seeds = s["workers"], s["seeds"]
     gains = np.array([0.0, *s["gains"]])
     traces = [
-        simulate(ClusterConfig(m), s["steps"], rng=np.random.default_rng(q)) for q in seqs[:n_seeds]
+        simulate(ClusterConfig(m), s["steps"], rng=_stream(root, "closed_loop", "trace", k))
+        for k in range(n_seeds)
     ]
     g_index, seed_index = (a.ravel() for a in np.indices((gains.size, n_seeds)))
     hist = run(
         problem,
-        yellowfin(
+        yellowfin_tuner(
             lr_init=s["lr_init"],
             closed_loop=gains[g_index] > 0,
             target_momentum=s["target"],
@@ -1164,7 +1169,7 @@ def _closed_loop_data(s: dict, seqs: list[np.random.SeedSequence]) -> pd.DataFra
         ),
         [traces[i] for i in seed_index],
         s["steps"],
-        rng=[seqs[n_seeds + i] for i in seed_index],
+        rng=[_stream(root, "closed_loop", "noise", k) for k in seed_index],
         record_every=s["record_every"],
         estimate_momentum=True,
     )
@@ -1203,7 +1208,7 @@ def _closed_loop_data(s: dict, seqs: list[np.random.SeedSequence]) -> pd.DataFra
 
 
 def _compute_closed_loop(s: dict, root: int, runner: _Runner) -> pd.DataFrame:
-    return runner.call(_closed_loop_data, s, _streams(root, "closed_loop", 2 * s["seeds"]))
+    return runner.call(_closed_loop_data, s, root)
 
 
 def plot_closed_loop_momentum(data: pd.DataFrame, ax: Axes | None = None) -> Axes:
@@ -1287,7 +1292,7 @@ def _tuner_rows(s: dict, m: int, label: str, options: dict, root: int, grids: bo
         lrs=lrs,
         momenta=MU_GRID if grids else (0.0,),
         adam_lrs=adam_lrs,
-        seed=root,
+        rng=root,
         **options,
     )
     rows = []
@@ -1358,7 +1363,7 @@ def plot_tuners(data: pd.DataFrame, ax: Axes | None = None) -> Axes:
 make_tuners = _maker(
     "tuners",
     """Figure 7, YellowFin against grid-tuned momentum SGD and Adam: median updates to the nq50 target
-    at M = 1 and M = 16 (:func:`asyncsim.yellowfin.compare_tuners`; common random numbers).
+    at M = 1 and M = 16 (:func:`asyncsim.comparisons.compare_tuners`; common random numbers).
 
     Data: one row per (M, method): ``iterations`` (median), ``low``/``high`` (min/max over seeds),
     ``reached`` (fraction of seeds that met the target) and the grid's choice ``lr``, ``momentum``.
@@ -1554,7 +1559,7 @@ def _make(
                 scale=scale, rng=root, executor=runner.executor, progress=progress
             )
         data = _COMPUTE[name](s, root, runner, **extra)
-    return _finish(data, _DRAW[name], figure=name, scale=scale, seed=root)
+    return _finish(data, _DRAW[name], figure=name, scale=scale, seed=str(SeedRecord(root)))
 
 
 def make_figures(
@@ -1592,6 +1597,10 @@ def make_figures(
         futures = {name: runner.background(compute, name) for name in names}
         for name in names:
             result = _finish(
-                futures[name].result(), _DRAW[name], figure=name, scale=scale, seed=root
+                futures[name].result(),
+                _DRAW[name],
+                figure=name,
+                scale=scale,
+                seed=str(SeedRecord(root)),
             )
             yield name, result, time.perf_counter() - start

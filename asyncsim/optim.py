@@ -14,7 +14,7 @@ step (the applied ``lr`` and ``momentum``, and anything a tuner wants plotted).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple, Protocol
 
 import numpy as np
@@ -31,6 +31,7 @@ __all__ = [
     "hyperparameter",
     "implied_batch",
     "nesterov",
+    "plain_hyperparameter",
     "record_of",
     "scale",
     "sgd",
@@ -60,11 +61,20 @@ class GradientTransformation(NamedTuple):
 
     ``batch`` is the number of configurations its array hyperparameters imply (None when all are
     scalars), so that :func:`asyncsim.engine.run` can size the batch from the transformation alone.
+    ``name`` and ``hyperparameters`` say what the transformation is, for the record a run keeps
+    (``History.config``): the factory's name and its arguments as plain Python values (a float, or
+    a tuple of B floats for an array hyperparameter); None where the factory does not declare them.
+
+    >>> t = heavy_ball([0.1, 0.2], 0.5)
+    >>> t.name, t.hyperparameters
+    ('heavy_ball', {'lr': (0.1, 0.2), 'momentum': 0.5})
     """
 
     init: Callable[[np.ndarray], Any]
     update: Callable[[np.ndarray, Any, np.ndarray, Any], tuple[np.ndarray, Any]]
     batch: int | None = None
+    name: str | None = None
+    hyperparameters: Mapping[str, Any] | None = None
 
 
 def implied_batch(*values: Any) -> int | None:
@@ -87,6 +97,13 @@ MOMENTUM: dict[str, Any] = {
     "low_open": True,
     "high_open": True,
 }  # μ in (-1, 1)
+
+
+def plain_hyperparameter(value: Any) -> float | tuple[float, ...]:
+    """A validated scalar or ``(B,)`` hyperparameter as plain Python: a float, or a tuple of floats
+    (what :attr:`GradientTransformation.hyperparameters` holds)."""
+    arr = np.asarray(value, dtype=np.float64)
+    return float(arr) if arr.ndim == 0 else tuple(arr.reshape(-1).tolist())
 
 
 def hyperparameter(name: str, value: Any, batch: int, **bounds: Any) -> np.ndarray:
@@ -136,7 +153,9 @@ def sgd(lr: Any) -> GradientTransformation:
     def update(grads, state, params, context=None):
         return -state.lr * grads, state
 
-    return GradientTransformation(init, update, implied_batch(lr))
+    return GradientTransformation(
+        init, update, implied_batch(lr), "sgd", {"lr": plain_hyperparameter(lr)}
+    )
 
 
 def scale(factor: Any) -> GradientTransformation:
@@ -149,7 +168,9 @@ def scale(factor: Any) -> GradientTransformation:
     def update(grads, state, params, context=None):
         return state * grads, state
 
-    return GradientTransformation(init, update, implied_batch(factor))
+    return GradientTransformation(
+        init, update, implied_batch(factor), "scale", {"factor": plain_hyperparameter(factor)}
+    )
 
 
 # ------------------------------------------------------------------------------------------ momentum
@@ -174,6 +195,7 @@ def compact(column: np.ndarray) -> float | np.ndarray:
 
 
 def _momentum(lr: Any, momentum: Any, nesterov_form: bool) -> GradientTransformation:
+    """Heavy ball, or Nesterov's look-ahead form with ``nesterov_form``."""
     check_array("lr", lr, **STEP_SIZE)
     check_array("momentum", momentum, **MOMENTUM)
 
@@ -194,7 +216,13 @@ def _momentum(lr: Any, momentum: Any, nesterov_form: bool) -> GradientTransforma
             return state.momentum * velocity - step, state._replace(velocity=velocity)
         return velocity, state._replace(velocity=velocity)
 
-    return GradientTransformation(init, update, implied_batch(lr, momentum))
+    return GradientTransformation(
+        init,
+        update,
+        implied_batch(lr, momentum),
+        "nesterov" if nesterov_form else "heavy_ball",
+        {"lr": plain_hyperparameter(lr), "momentum": plain_hyperparameter(momentum)},
+    )
 
 
 def heavy_ball(lr: Any, momentum: Any) -> GradientTransformation:
@@ -259,12 +287,25 @@ def adam(lr: Any, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> Grad
             mu, nu, count, state.lr
         )
 
-    return GradientTransformation(init, update, implied_batch(lr))
+    hyperparameters = {
+        "lr": plain_hyperparameter(lr),
+        "b1": float(b1),
+        "b2": float(b2),
+        "eps": float(eps),
+    }
+    return GradientTransformation(init, update, implied_batch(lr), "adam", hyperparameters)
 
 
 # ------------------------------------------------------------------------------------------ chain
 def chain(*transforms: GradientTransformation) -> GradientTransformation:
-    """Apply transformations in sequence, each to the previous one's output; the state is a tuple."""
+    """Apply transformations in sequence, each to the previous one's output; the state is a tuple.
+
+    Its name lists the parts, and its hyperparameters are theirs prefixed by their position:
+
+    >>> t = chain(scale(2.0), sgd(0.1))
+    >>> t.name, t.hyperparameters
+    ('chain(scale, sgd)', {'0.factor': 2.0, '1.lr': 0.1})
+    """
     if not transforms or not all(isinstance(t, GradientTransformation) for t in transforms):
         raise TypeError("chain takes one or more GradientTransformation arguments")
 
@@ -278,6 +319,16 @@ def chain(*transforms: GradientTransformation) -> GradientTransformation:
             new_states.append(s)
         return grads, tuple(new_states)
 
+    name = f"chain({', '.join(t.name or '?' for t in transforms)})"
+    hyperparameters = {
+        f"{i}.{key}": value
+        for i, t in enumerate(transforms)
+        for key, value in (t.hyperparameters or {}).items()
+    }
     return GradientTransformation(
-        init, update, implied_batch(*(np.empty(t.batch or 1) for t in transforms))
+        init,
+        update,
+        implied_batch(*(np.empty(t.batch or 1) for t in transforms)),
+        name,
+        hyperparameters,
     )

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from asyncsim._rng import SeedRecord, record, root, stream
 from asyncsim._validate import check_array, check_choice, check_int
 from asyncsim.cluster import ClusterConfig, simulate
 from asyncsim.engine import run
@@ -43,7 +44,7 @@ from asyncsim.trace import Trace
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["COLUMNS", "Sweep", "SweepResult", "run_sweep"]
+__all__ = ["COLUMNS", "Sweep", "SweepResult", "chunk_streams", "run_sweep"]
 
 #: Columns of the tidy table, one row per configuration and seed.
 COLUMNS = (
@@ -102,7 +103,9 @@ class Sweep:
         What ``target`` bounds: the loss, or the relative distance ``‖w - w*‖/‖w_0 - w*‖``.
     optimizer : {"heavy_ball", "nesterov", "adam"}
     seed : int
-        Root seed; chunk (p, s) draws from ``SeedSequence([seed, p, s])``.
+        Root seed. The chunk of M workers in g groups with seed index s draws from streams keyed by
+        those values (:func:`chunk_streams`), not by its place in the grid: adding a grid point or a
+        seed changes no other chunk's result.
     """
 
     problem: str
@@ -180,10 +183,18 @@ class SweepResult:
     def __getitem__(self, name: str) -> np.ndarray:
         return self.columns[name]
 
+    @property
+    def seed(self) -> SeedRecord:
+        """The record of the root every chunk's streams derive from."""
+        return record(root(self.sweep.seed))
+
     def to_frame(self) -> pd.DataFrame:
+        """The table as a DataFrame; ``attrs["seed"]`` holds ``str(self.seed)``."""
         import pandas as pd
 
-        return pd.DataFrame(self.columns)
+        frame = pd.DataFrame(self.columns)
+        frame.attrs["seed"] = str(self.seed)
+        return frame
 
     def median_iterations(self) -> np.ndarray:
         """Median over seeds of iterations to target, shape (points, lrs, momenta) (inf if a majority
@@ -212,19 +223,30 @@ class SweepResult:
         }
 
 
+def chunk_streams(
+    sweep: Sweep, point: int, seed: int
+) -> tuple[np.random.SeedSequence, np.random.SeedSequence]:
+    """The (trace, noise) streams of a chunk, keyed by its workers M, groups g and seed index:
+    ``stream(root(sweep.seed), "workers", M, "groups", g, "seed", s)``, then ``"trace"`` and
+    ``"noise"`` below it."""
+    m, g = sweep.points()[point]
+    chunk = stream(root(sweep.seed), "workers", m, "groups", g, "seed", seed)
+    return stream(chunk, "trace"), stream(chunk, "noise")
+
+
 def _chunk_trace(sweep: Sweep, point: int, seq: np.random.SeedSequence) -> Trace:
     m, g = sweep.points()[point]
     if sweep.staleness == "geometric":
-        return Trace.geometric(m, sweep.steps, rng=np.random.default_rng(seq))
+        return Trace.geometric(m, sweep.steps, rng=seq)
     template = sweep.cluster or ClusterConfig(m)
     mode = "async" if g == m else ("sync" if g == 1 else "groups")
     config = dataclasses.replace(template, n_workers=m, mode=mode, n_groups=g)
-    return simulate(config, sweep.steps, rng=np.random.default_rng(seq))
+    return simulate(config, sweep.steps, rng=seq)
 
 
 def run_chunk(sweep: Sweep, point: int, seed: int) -> dict[str, np.ndarray]:
     """Run one chunk: every (α, μ) of the grid at one staleness point and one seed."""
-    trace_seq, noise_seq = np.random.SeedSequence([sweep.seed, point, seed]).spawn(2)
+    trace_seq, noise_seq = chunk_streams(sweep, point, seed)
     trace = _chunk_trace(sweep, point, trace_seq)
     problem = make_problem(sweep.problem, **dict(sweep.problem_options))
     lr, mu = (a.ravel() for a in np.meshgrid(sweep.lrs, sweep.momenta, indexing="ij"))

@@ -1,4 +1,5 @@
-"""The staleness trace: what a cluster run produced, update by update, as columns of NumPy arrays."""
+"""Every representation of staleness: the realized :class:`Trace` (what a cluster run produced, update by
+update, as columns of NumPy arrays) and the :class:`StalenessLaw` the expected-dynamics mode averages over."""
 
 from __future__ import annotations
 
@@ -11,12 +12,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from asyncsim._validate import check_int, check_rng
+from asyncsim._rng import RngLike, SeedRecord, record, root
+from asyncsim._validate import check_int, check_real
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["Trace"]
+__all__ = ["StalenessLaw", "Trace"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -44,8 +46,9 @@ class Trace:
         Gradients aggregated in this update (1 asynchronous, M synchronous, M/g in group mode).
     config : object or None
         The :class:`~asyncsim.cluster.ClusterConfig` that made the trace, if any.
-    seed : int or None
-        Entropy of the seed sequence that made the trace, if known.
+    seed : SeedRecord or None
+        The root seed sequence the trace's random streams derive from (``seed.sequence()`` makes it
+        again), if known; see :mod:`asyncsim._rng`.
     """
 
     staleness: np.ndarray
@@ -54,9 +57,14 @@ class Trace:
     apply_time: np.ndarray
     n_aggregated: np.ndarray
     config: Any = None
-    seed: int | None = None
+    seed: SeedRecord | None = None
 
     def __post_init__(self) -> None:
+        if self.seed is not None and not isinstance(self.seed, SeedRecord):
+            raise TypeError(
+                f"Trace.seed must be a SeedRecord (asyncsim._rng.record of the root) or None, got "
+                f"{self.seed!r} ({type(self.seed).__name__})"
+            )
         n = np.shape(self.staleness)[0] if np.ndim(self.staleness) == 1 else -1
         for name, dtype in _COLUMNS.items():
             arr = _column(name, getattr(self, name), dtype)
@@ -114,20 +122,23 @@ class Trace:
         )
 
     @classmethod
-    def geometric(
-        cls, n_workers: int, n_updates: int, *, rng: np.random.Generator | int | None = None
-    ) -> Trace:
+    def geometric(cls, n_workers: int, n_updates: int, *, rng: RngLike = None) -> Trace:
         """I.i.d. staleness with the law of the exponential queueing model, ``P(τ = l) = (1/M)(1-1/M)^l``.
 
-        No warm-up and no correlation between updates: exactly the law of theory/README.md §1.
+        No warm-up and no correlation between updates: exactly the law of theory/README.md §1. The
+        draws come from the root seed sequence of ``rng`` (:func:`asyncsim._rng.root`), which the
+        trace records as ``seed``.
+
+        >>> trace = Trace.geometric(4, 5, rng=3)
+        >>> str(trace.seed), trace.seed.sequence().entropy
+        ('3', 3)
         """
         m = check_int("n_workers", n_workers, low=1)
         n = check_int("n_updates", n_updates, low=1)
-        rng = check_rng("rng", rng)
-        seed = rng if isinstance(rng, int) else None
-        tau = np.random.default_rng(rng).geometric(1.0 / m, size=n) - 1
+        seq = root(rng)
+        tau = np.random.default_rng(seq).geometric(1.0 / m, size=n) - 1
         trace = cls.from_staleness(tau)
-        object.__setattr__(trace, "seed", seed)
+        object.__setattr__(trace, "seed", record(seq))
         return trace
 
     # ---------------------------------------------------------------- summaries
@@ -204,8 +215,8 @@ class Trace:
         """Write the columns to ``path``, format by suffix; return the path.
 
         ``.csv``: a header line and one row per update (``update`` then the five columns; times with
-        17 significant digits, so they read back exactly). ``.npz``: the five arrays and the seed.
-        The config is not saved.
+        17 significant digits, so they read back exactly); it holds no seed. ``.npz``: the five arrays
+        and the seed record as text (``str(seed)``, empty when unknown). Neither holds the config.
         """
         path = Path(path)
         suffix = _check_suffix(path)
@@ -221,7 +232,8 @@ class Trace:
 
     @classmethod
     def load(cls, path: str | Path) -> Trace:
-        """Read a trace written by :meth:`save` (``.csv`` or ``.npz``); ``config`` is None.
+        """Read a trace written by :meth:`save` (``.csv`` or ``.npz``); ``config`` is None, and so is
+        ``seed`` for a CSV (an npz file gives back the recorded :class:`~asyncsim._rng.SeedRecord`).
 
         Raises FileNotFoundError for a missing file, and ValueError naming the path and the fault for
         a file that is not a trace: not an npz archive or not a comma-separated table, no rows, a
@@ -238,18 +250,57 @@ class Trace:
         if _check_suffix(path) == ".npz":
             columns, seed = _read_npz(path)
         else:
-            columns, seed = _read_csv(path), ""
+            columns, seed = _read_csv(path), None
         missing = [name for name in _COLUMNS if name not in columns]
         if missing:
             raise ValueError(f"{path} lacks the trace column(s) {', '.join(missing)}")
         try:
-            return cls(**columns, seed=int(seed) if seed else None)
+            return cls(**columns, seed=seed)
         except ValueError as err:
             raise ValueError(f"{path} is not a valid trace: {err}") from None
 
 
-def _read_npz(path: Path) -> tuple[dict[str, np.ndarray], str]:
-    """The trace columns found in an ``.npz`` file and its seed ("" when not recorded)."""
+@dataclass(frozen=True)
+class StalenessLaw:
+    """A staleness law ``q_l = P(τ = l)``, l = 0..L-1, for the engine's expected-dynamics mode.
+
+    >>> StalenessLaw.geometric(4).pmf[:3].round(6).tolist()
+    [0.25, 0.1875, 0.140625]
+    """
+
+    pmf: np.ndarray
+
+    def __post_init__(self) -> None:
+        q = np.asarray(self.pmf, dtype=np.float64)
+        if q.ndim != 1 or q.size == 0 or (q < 0).any() or not np.isfinite(q).all():
+            raise ValueError(f"pmf must be a non-empty 1-D array of probabilities, got {q!r}")
+        if abs(q.sum() - 1.0) > 1e-9:
+            raise ValueError(f"pmf must sum to 1 (within 1e-9), got sum {q.sum()}")
+        object.__setattr__(self, "pmf", q)
+
+    @classmethod
+    def geometric(cls, n_workers: float, *, tail: float = 1e-12) -> StalenessLaw:
+        """The queueing model's law ``q_l = (1/M)(1 - 1/M)^l``, truncated where ``P(τ ≥ L) < tail``
+        and renormalized. ``n_workers`` may be any real M ≥ 1 (μ_S = 1 - 1/M)."""
+        m = check_real("n_workers", n_workers, low=1.0)
+        check_real("tail", tail, low=0.0, high=1.0, low_open=True, high_open=True)
+        mu_s = 1.0 - 1.0 / m
+        length = 1 if mu_s == 0.0 else int(np.ceil(np.log(tail) / np.log(mu_s)))
+        q = (1.0 - mu_s) * mu_s ** np.arange(max(length, 1))
+        return cls(q / q.sum())
+
+    @property
+    def mean(self) -> float:
+        """Mean staleness ``Σ l q_l`` (updates).
+
+        >>> round(StalenessLaw.geometric(4).mean, 9)
+        3.0
+        """
+        return float(self.pmf @ np.arange(self.pmf.size))
+
+
+def _read_npz(path: Path) -> tuple[dict[str, np.ndarray], SeedRecord | None]:
+    """The trace columns found in an ``.npz`` file and its seed record (None when not recorded)."""
     with path.open("rb") as handle:
         magic = handle.read(6)
     if not magic.startswith((b"PK\x03\x04", b"PK\x05\x06")):  # a zip archive, maybe empty
@@ -269,11 +320,12 @@ def _read_npz(path: Path) -> tuple[dict[str, np.ndarray], str]:
             seed = str(data["seed"]) if "seed" in data else ""
         except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
             raise ValueError(f"{path} is not a readable .npz archive: {err}") from None
-    if seed and not seed.isdigit():
-        raise ValueError(
-            f"{path} records the seed {seed!r}; a trace's seed is an int >= 0 or empty"
-        )
-    return columns, seed
+    if not seed:
+        return columns, None
+    try:
+        return columns, SeedRecord.parse(seed)
+    except ValueError as err:
+        raise ValueError(f"{path} records a seed that is not a seed record: {err}") from None
 
 
 def _read_csv(path: Path) -> dict[str, np.ndarray]:

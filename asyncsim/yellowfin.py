@@ -11,8 +11,9 @@ momentum operator (theory/README.md §6-7):
     α_t = \frac{(1 - \sqrt{μ_t})^2}{h_{min} + ε}, \quad κ = \frac{h_{max}+ε}{h_{min}+ε}.
 
 The paper's algorithm and the authors' shipped optimizer (JianGoForIt/YellowFin_Pytorch @ b87aed1,
-``tuner_utils/yellowfin.py``) differ in six choices; :func:`yellowfin` offers both as named variants
-(``"paper"``, the default, and ``"official"``) and each choice on its own (theory/README.md §8):
+``tuner_utils/yellowfin.py``) differ in six choices; :func:`yellowfin_tuner` offers both as named
+variants (``"paper"``, the default, and ``"official"``) and each choice on its own (theory/README.md
+§8):
 
 ============  ================================================  ============================================
 choice        ``paper``                                         ``official``
@@ -35,6 +36,12 @@ The shipped code's failure modes are flags here, never silent fixes: a non-finit
 configuration ``diverged`` (the engine freezes it), each clipping heuristic records when it fires, and the
 closed loop records when its clamp binds. There is no checkpoint restore and no exception handling.
 
+This module is the optimizer and nothing more (it imports only :mod:`asyncsim.optim`,
+:mod:`asyncsim.measure` and the argument checks); the experiments that measure it against other
+settings are in :mod:`asyncsim.comparisons`. Until the next release the module is also callable, and
+``yellowfin`` is the factory's old name: both warn (DeprecationWarning) and call
+:func:`yellowfin_tuner`.
+
 References
 ----------
 .. [YF] J. Zhang, I. Mitliagkas, C. Ré, "YellowFin and the Art of Momentum Tuning", MLSys 2019,
@@ -45,35 +52,29 @@ References
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NamedTuple
+import sys
+import types
+import warnings
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from asyncsim._validate import check_array, check_choice, check_int, check_real, check_rng
+from asyncsim._validate import check_array, check_choice, check_int, check_real
 from asyncsim.measure import (
     MomentumEstimate,
-    iterations_to_target,
     momentum_estimate,
     momentum_estimator_init,
     momentum_estimator_update,
 )
-from asyncsim.optim import GradientTransformation, implied_batch
-
-if TYPE_CHECKING:
-    import pandas as pd
+from asyncsim.optim import GradientTransformation, implied_batch, plain_hyperparameter, record_of
 
 __all__ = [
     "EPS",
     "VARIANTS",
-    "LoopComparison",
-    "TunerComparison",
     "YellowFinState",
-    "compare_closed_loop",
-    "compare_tuners",
     "open_loop",
     "single_step",
-    "yellowfin",
+    "yellowfin_tuner",
 ]
 
 EPS = 1e-6
@@ -237,7 +238,7 @@ _FLAGS = ("stat_protect_clip", "exploding_grad_clip", "catastrophic_lr_clamp", "
 
 
 # ------------------------------------------------------------------------------------------ transform
-def yellowfin(
+def yellowfin_tuner(
     variant: str = "paper",
     *,
     beta: Any = 0.999,
@@ -320,7 +321,7 @@ def yellowfin(
     --------
     >>> from asyncsim.engine import run
     >>> from asyncsim.problems import make_problem
-    >>> history = run(make_problem("nq50"), yellowfin(), None, 400, rng=0, record_every=200)
+    >>> history = run(make_problem("nq50"), yellowfin_tuner(), None, 400, rng=0, record_every=200)
     >>> bool((history["h_min"][-1] <= history["h_max"][-1]).all()), bool(history.diverged.any())
     (True, False)
     """
@@ -583,7 +584,20 @@ def yellowfin(
         )
         return updates, new_state
 
-    return GradientTransformation(init, update, batch)
+    hyperparameters = {
+        "variant": variant,
+        **{k: v if isinstance(v, bool | str) else plain_hyperparameter(v) for k, v in opts.items()},
+        "beta": plain_hyperparameter(beta),
+        "window": window,
+        "closed_loop": tuple(bool(c) for c in closed_arr.reshape(-1))
+        if closed_arr.ndim
+        else bool(closed_arr),
+        "target_momentum": plain_hyperparameter(target_arr),
+        "gain": plain_hyperparameter(gain),
+        "estimator_beta": float(estimator_beta),
+        "clamp": (low, high),
+    }
+    return GradientTransformation(init, update, batch, "yellowfin_tuner", hyperparameters)
 
 
 def _scale_add(y: np.ndarray, b: Any, x: np.ndarray, a: Any, scratch: np.ndarray) -> None:
@@ -654,12 +668,10 @@ def open_loop(
     official variant's step is 1/8 scaled by the slow start (t + 1)/200.
 
     >>> w = np.ones((3, 2))
-    >>> records, _ = open_loop(yellowfin("official"), w, 2.0 * w)
+    >>> records, _ = open_loop(yellowfin_tuner("official"), w, 2.0 * w)
     >>> records["lr"][:, 0]
     array([0.0001  , 0.00125 , 0.001875])
     """
-    from asyncsim.optim import record_of
-
     params = np.asarray(params, dtype=np.float64)
     grads = np.asarray(grads, dtype=np.float64)
     if params.ndim == 2:
@@ -681,312 +693,25 @@ def open_loop(
     return {name: np.array(v) for name, v in records.items()}, next_params
 
 
-# ------------------------------------------------------------------------------------------ comparisons
-@dataclass(frozen=True, eq=False)
-class LoopComparison:
-    """Iterations to target of the closed loop against the open loop, one problem and worker count.
-
-    Attributes
-    ----------
-    problem : str
-    n_workers : int
-        Asynchronous workers M (exponential compute times, event traces from the cluster model).
-    targets : float64 (n_targets,)
-        The fixed targets μ*; NaN: the tuner's own.
-    gains : float64 (n_gains,)
-        ``0`` is the open loop; the others are closed-loop gains γ.
-    iterations : float64 (n_targets, n_gains)
-        Median over seeds of the updates to target (inf where the median run missed it).
-    per_seed : float64 (n_targets, n_gains, n_seeds)
-        Each seed's updates to target (inf: missed or diverged).
-    momentum : float64 (n_targets, n_gains)
-        Median over seeds of the applied μ averaged over the second half of the run.
-    total_momentum : float64 (n_targets, n_gains)
-        The same for the worker-local total-momentum estimate (NaN unless measured).
-    diverged : int64 (n_targets, n_gains)
-        Seeds flagged diverged.
-    steps : int
-    seeds : int
-    options : dict
-        The other arguments of :func:`yellowfin`.
-    """
-
-    problem: str
-    n_workers: int
-    targets: np.ndarray
-    gains: np.ndarray
-    iterations: np.ndarray
-    per_seed: np.ndarray
-    momentum: np.ndarray
-    total_momentum: np.ndarray
-    diverged: np.ndarray
-    steps: int
-    seeds: int
-    options: dict = field(default_factory=dict)
-
-    def to_frame(self) -> pd.DataFrame:
-        """One row per (target, gain): medians, late momenta, divergences."""
-        import pandas as pd
-
-        t, g = np.meshgrid(self.targets, self.gains, indexing="ij")
-        return pd.DataFrame(
-            {
-                "problem": self.problem,
-                "n_workers": self.n_workers,
-                "target_momentum": t.ravel(),
-                "gain": g.ravel(),
-                "loop": np.where(g.ravel() > 0, "closed", "open"),
-                "iterations": self.iterations.ravel(),
-                "momentum": self.momentum.ravel(),
-                "total_momentum": self.total_momentum.ravel(),
-                "diverged": self.diverged.ravel(),
-            }
-        )
+# ------------------------------------------------------------------------------------------ deprecated
+_RENAMED = (
+    "{} is deprecated and will be removed in the next release: the optimizer factory is now "
+    "asyncsim.yellowfin_tuner (asyncsim.yellowfin is the module)"
+)
 
 
-def compare_closed_loop(
-    problem: str,
-    *,
-    n_workers: int = 16,
-    targets: Any = (0.9, 0.669, None),
-    gains: Any = (0.01, 0.05, 0.1),
-    seeds: int = 4,
-    steps: int = 10_000,
-    record_every: int = 20,
-    measure_total: bool = False,
-    rng: Any = 0,
-    **options: Any,
-) -> LoopComparison:
-    """Measure the closed loop against the open loop: median updates to the problem's target.
-
-    All (target, gain, seed) configurations run as one batched engine run; seed ``s`` has its own
-    event trace of ``n_workers`` asynchronous workers and its own gradient noise, shared by every
-    (target, gain) (common random numbers). The open loop (gain 0) applies ``μ*`` as it is.
-
-    Parameters
-    ----------
-    problem : str
-        A reference problem (``"nq50"``, ``"digits-mlp"``).
-    n_workers : int
-        Asynchronous workers M ≥ 1.
-    targets : sequence of float or None
-        Fixed targets μ* in [0, 1); None: the tuner's own.
-    gains : sequence of float
-        Closed-loop gains γ > 0 (the open loop is added).
-    seeds : int
-        Replications.
-    steps : int
-        Budget of updates.
-    record_every : int
-        Resolution of the iterations to target.
-    measure_total : bool
-        Also record the engine's total-momentum estimate for every row (a second estimator).
-    rng : int >= 0, SeedSequence, Generator or None
-        Root of the randomness (seed ``s`` draws from its ``s``-th spawned child).
-    **options
-        Further arguments of :func:`yellowfin` (e.g. ``variant``, ``lr_init``).
-
-    Returns
-    -------
-    LoopComparison
-    """
-    from asyncsim.cluster import ClusterConfig, simulate
-    from asyncsim.engine import run
-    from asyncsim.problems import make_problem
-
-    root = check_rng("rng", rng)
-    nq = make_problem(problem)
-    m = check_int("n_workers", n_workers, low=1)
-    n_seeds = check_int("seeds", seeds, low=1)
-    steps = check_int("steps", steps, low=1)
-    target_list = np.array([np.nan if t is None else t for t in targets], dtype=np.float64)
-    gain_list = np.concatenate([[0.0], check_array("gains", gains, low=0.0, low_open=True)])
-    if not isinstance(root, np.random.SeedSequence | np.random.Generator):
-        root = np.random.SeedSequence(root)
-    streams = [seq.spawn(2) for seq in root.spawn(n_seeds)]
-    traces = [simulate(ClusterConfig(m), steps, rng=np.random.default_rng(t)) for t, _ in streams]
-    shape = (target_list.size, gain_list.size, n_seeds)
-    ti, gi, si = (a.ravel() for a in np.indices(shape))
-    history = run(
-        nq,
-        yellowfin(
-            closed_loop=gain_list[gi] > 0,
-            target_momentum=target_list[ti],
-            gain=gain_list[gi],
-            **options,
-        ),
-        [traces[i] for i in si],
-        steps,
-        rng=[streams[i][1] for i in si],
-        record_every=record_every,
-        estimate_momentum=measure_total,
-        stop_at=nq.target,
-    )
-    iterations = iterations_to_target(history, nq.target).reshape(shape)
-    late = history.steps >= history.steps[-1] // 2
-    total = history.values.get("total_momentum", np.full_like(history.loss, np.nan))
-    momentum, total = (_finite_mean(v[late]).reshape(shape) for v in (history["momentum"], total))
-    return LoopComparison(
-        problem=nq.name,
-        n_workers=m,
-        targets=target_list,
-        gains=gain_list,
-        iterations=np.median(iterations, axis=2),
-        per_seed=iterations,
-        momentum=np.median(momentum, axis=2),
-        total_momentum=np.median(total, axis=2),
-        diverged=history.diverged.reshape(shape).sum(axis=2),
-        steps=steps,
-        seeds=n_seeds,
-        options=dict(options),
-    )
+def yellowfin(*args: Any, **kwargs: Any) -> GradientTransformation:
+    """Deprecated old name of :func:`yellowfin_tuner` (warns; removed in the next release)."""
+    warnings.warn(_RENAMED.format("asyncsim.yellowfin.yellowfin"), DeprecationWarning, stacklevel=2)
+    return yellowfin_tuner(*args, **kwargs)
 
 
-def _finite_mean(values: np.ndarray) -> np.ndarray:
-    """Mean over axis 0 of the finite entries (NaN where there are none)."""
-    finite = np.isfinite(values)
-    count = finite.sum(axis=0)
-    total = np.where(finite, values, 0.0).sum(axis=0)
-    return np.divide(total, count, out=np.full(total.shape, np.nan), where=count > 0)
+class _CallableModule(types.ModuleType):
+    """This module, callable for one release: ``asyncsim.yellowfin(...)`` was the factory's name."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> GradientTransformation:
+        warnings.warn(_RENAMED.format("asyncsim.yellowfin(...)"), DeprecationWarning, stacklevel=2)
+        return yellowfin_tuner(*args, **kwargs)
 
 
-@dataclass(frozen=True, eq=False)
-class TunerComparison:
-    """Iterations to target of YellowFin against grid-tuned momentum SGD and Adam, one problem.
-
-    Attributes
-    ----------
-    problem : str
-    n_workers : int
-        Asynchronous workers M (1: no staleness).
-    methods : tuple of str
-        ``"yellowfin"``, ``"momentum"`` (heavy ball, best (α, μ) of the grid), ``"adam"`` (best α).
-    iterations : float64 (3,)
-        Median over seeds of the updates to target (for the grid methods at their best grid point);
-        inf where the median run missed the target.
-    per_seed : float64 (3, n_seeds)
-    best : tuple of dict
-        The chosen hyperparameters (empty for YellowFin).
-    sweeps : tuple of SweepResult
-        The grid sweeps of momentum SGD and Adam (every grid point and seed).
-    options : dict
-        YellowFin's arguments.
-    """
-
-    problem: str
-    n_workers: int
-    methods: tuple[str, ...]
-    iterations: np.ndarray
-    per_seed: np.ndarray
-    best: tuple[dict, ...]
-    sweeps: tuple[Any, ...]
-    options: dict = field(default_factory=dict)
-
-    def to_frame(self) -> pd.DataFrame:
-        """One row per method: median iterations and the chosen hyperparameters."""
-        import pandas as pd
-
-        rows = [
-            {"problem": self.problem, "n_workers": self.n_workers, "method": m, "iterations": it}
-            | hp
-            for m, it, hp in zip(self.methods, self.iterations, self.best, strict=True)
-        ]
-        return pd.DataFrame(rows)
-
-
-def compare_tuners(
-    problem: str,
-    *,
-    n_workers: int = 1,
-    seeds: int = 4,
-    steps: int = 3000,
-    record_every: int = 10,
-    lrs: Any = None,
-    momenta: Any = None,
-    adam_lrs: Any = None,
-    seed: int = 0,
-    **options: Any,
-) -> TunerComparison:
-    """Measure YellowFin against grid-tuned momentum SGD and Adam: median updates to the target.
-
-    The grids run as :class:`asyncsim.sweep.Sweep` chunks; YellowFin runs on each chunk's staleness
-    trace and gradient noise (common random numbers with the grids). A grid method scores its best
-    grid point's median over seeds.
-
-    Parameters
-    ----------
-    problem : str
-        A reference problem (``"nq50"``, ``"digits-mlp"``).
-    n_workers : int
-        Asynchronous workers M (event traces of the cluster model; 1: no staleness).
-    seeds : int
-        Replications (theory/README.md §5: 32 for nq50, 8 for digits-mlp).
-    steps : int
-        Budget of updates (runs stop once every configuration met the target or diverged).
-    record_every : int
-        Resolution of the iterations to target.
-    lrs, momenta, adam_lrs : sequence of float or None
-        Grids; defaults of theory/README.md §5: α = 2^-13 ... 2 by factors √2, the nine μ from -0.9 to
-        0.9, and for Adam α = 2^-13 ... 2^-1.
-    seed : int >= 0
-        Root seed of the sweeps.
-    **options
-        Arguments of :func:`yellowfin`.
-
-    Returns
-    -------
-    TunerComparison
-    """
-    from asyncsim.engine import run
-    from asyncsim.problems import make_problem
-    from asyncsim.sweep import Sweep, _chunk_trace, run_sweep
-
-    seed = check_rng("seed", seed, none=False, seed_sequence=False, generator=False)
-    lrs = tuple(2.0 ** np.arange(-13.0, 1.25, 0.5)) if lrs is None else tuple(lrs)
-    momenta = tuple(np.linspace(-0.9, 0.9, 9)) if momenta is None else tuple(momenta)
-    adam_lrs = tuple(2.0 ** np.arange(-13.0, -0.75, 0.5)) if adam_lrs is None else tuple(adam_lrs)
-    common: dict[str, Any] = {
-        "problem": problem,
-        "workers": (check_int("n_workers", n_workers, low=1),),
-        "staleness": "cluster" if n_workers > 1 else "geometric",
-        "seeds": seeds,
-        "steps": steps,
-        "record_every": record_every,
-        "seed": seed,
-    }
-    grids = (
-        run_sweep(Sweep(lrs=lrs, momenta=momenta, optimizer="heavy_ball", **common)),
-        run_sweep(Sweep(lrs=adam_lrs, momenta=(0.0,), optimizer="adam", **common)),
-    )
-    sweep = grids[0].sweep
-    nq = make_problem(problem)
-    streams = [np.random.SeedSequence([seed, 0, s]).spawn(2) for s in range(seeds)]
-    history = run(  # the chunks' traces and noise, as run_chunk draws them
-        nq,
-        yellowfin(**options),
-        [_chunk_trace(sweep, 0, trace_seq) for trace_seq, _ in streams],
-        steps,
-        rng=[noise for _, noise in streams],
-        record_every=record_every,
-        estimate_momentum=False,
-        stop_at=nq.target,
-    )
-    per_seed = [iterations_to_target(history, nq.target)]
-    best: list[dict] = [{}]
-    for grid in grids:
-        choice = grid.best()
-        lr, mu = float(choice["lr"][0]), float(choice["momentum"][0])
-        pick = (grid["lr"] == lr) & (grid["momentum"] == mu)
-        per_seed.append(grid["iterations"][pick])
-        best.append({"lr": lr} if grid.sweep.optimizer == "adam" else {"lr": lr, "momentum": mu})
-    per_seed_arr = np.array(per_seed)
-    return TunerComparison(
-        problem=nq.name,
-        n_workers=n_workers,
-        methods=("yellowfin", "momentum", "adam"),
-        iterations=np.median(per_seed_arr, axis=1),
-        per_seed=per_seed_arr,
-        best=tuple(best),
-        sweeps=grids,
-        options=dict(options),
-    )
+sys.modules[__name__].__class__ = _CallableModule

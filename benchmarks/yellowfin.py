@@ -21,7 +21,7 @@ from threadpoolctl import threadpool_limits
 from asyncsim.engine import run
 from asyncsim.optim import heavy_ball
 from asyncsim.problems import NoisyQuadratic, spectrum
-from asyncsim.yellowfin import yellowfin
+from asyncsim.yellowfin import yellowfin_tuner
 
 CASES = (  # (d, B, goal ratio)
     (100_000, 1, 2.0),
@@ -49,7 +49,7 @@ def main() -> None:
         for noise in NOISE:
             for d, batch, goal in CASES:
                 problem = NoisyQuadratic(spectrum(d, 100.0), noise=noise)
-                transforms = {"heavy_ball": heavy_ball(0.1, 0.9), "yellowfin": yellowfin()}
+                transforms = {"heavy_ball": heavy_ball(0.1, 0.9), "yellowfin": yellowfin_tuner()}
                 for transform in transforms.values():  # warm up
                     seconds_per_step(problem, transform, batch, 10)
                 times: dict[str, list[float]] = {name: [] for name in transforms}

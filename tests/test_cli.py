@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from asyncsim import ClusterConfig, Trace, simulate
+from asyncsim import ClusterConfig, SeedRecord, Trace, simulate
 from asyncsim.cli import main
 
 BASE = ["staleness", "--workers", "4", "--updates", "2000", "--seed", "0"]
@@ -59,7 +59,7 @@ def test_out_saves_the_trace(tmp_path, capsys, suffix):
         np.testing.assert_array_equal(frame["staleness"], expected.staleness)
         np.testing.assert_array_equal(frame["apply_time"], expected.apply_time)
     else:
-        assert saved.seed == 0
+        assert saved.seed == SeedRecord(0)
 
 
 def test_plot_writes_a_png(tmp_path):

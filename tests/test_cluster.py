@@ -19,6 +19,7 @@ from asyncsim import (
     cluster,
     simulate,
 )
+from asyncsim._rng import SeedRecord
 from asyncsim.cluster import MODES
 
 COLUMNS = ("staleness", "writer", "read_version", "apply_time", "n_aggregated")
@@ -288,28 +289,47 @@ def test_same_seed_same_trace_and_different_seeds_differ():
     config = ClusterConfig(4, compute=Gamma(2.0), pull_latency=Exponential(0.1))
     first, again = simulate(config, 500, rng=3), simulate(config, 500, rng=3)
     assert_same_trace(first, again)
-    assert first.seed == 3
+    assert first.seed == SeedRecord(3)
     assert first.config is config
     other = simulate(config, 500, rng=4)
     assert not np.array_equal(first.apply_time, other.apply_time)
 
 
-def test_a_fresh_generator_is_its_seed_and_a_used_one_moves_on():
+def test_a_generator_is_a_source_of_recorded_roots():
+    """Each call draws a new root from the generator, and the recorded root makes the trace again."""
     config = ClusterConfig(3)
     rng = np.random.default_rng(7)
-    first = simulate(config, 300, rng=rng)
-    assert first.seed == 7
-    assert_same_trace(first, simulate(config, 300, rng=7))
-    second = simulate(config, 300, rng=rng)  # spawned before: new streams, seed unknown
-    assert second.seed is None
+    first, second = simulate(config, 300, rng=rng), simulate(config, 300, rng=rng)
     assert not np.array_equal(first.apply_time, second.apply_time)
+    assert first.seed != second.seed
+    assert_same_trace(first, simulate(config, 300, rng=first.seed.sequence()))
+    assert_same_trace(second, simulate(config, 300, rng=second.seed.sequence()))
 
 
 def test_no_seed_records_the_fresh_entropy_which_reproduces_the_run():
     config = ClusterConfig(3, compute=Uniform())
     trace = simulate(config, 300, rng=None)
-    assert isinstance(trace.seed, int)
-    assert_same_trace(trace, simulate(config, 300, rng=trace.seed))
+    assert isinstance(trace.seed.entropy, int) and trace.seed.spawn_key == ()
+    assert_same_trace(trace, simulate(config, 300, rng=trace.seed.entropy))
+
+
+def test_a_seed_sequence_is_the_root_itself():
+    seq = np.random.SeedSequence(11, spawn_key=(2, 5))
+    trace = simulate(ClusterConfig(3), 200, rng=seq)
+    assert trace.seed == SeedRecord(11, (2, 5))
+    assert_same_trace(
+        trace, simulate(ClusterConfig(3), 200, rng=SeedRecord.parse("11/2/5").sequence())
+    )
+
+
+def test_streams_are_keyed_by_worker_not_by_the_number_of_workers():
+    """Adding a worker changes no other worker's stream: with deterministic ties broken by id and the
+    slowest worker far slower, workers 0 and 1 write the same times with or without a third one."""
+    slow = (1.0, 1.0, 1e6)
+    two = simulate(ClusterConfig(2, compute=Exponential()), 200, rng=5)
+    three = simulate(ClusterConfig(3, compute=Exponential(), time_multipliers=slow), 200, rng=5)
+    np.testing.assert_array_equal(two.apply_time, three.apply_time)
+    np.testing.assert_array_equal(two.writer, three.writer)
 
 
 def test_workers_have_independent_streams():

@@ -7,8 +7,9 @@ import warnings
 import numpy as np
 import pytest
 
+from asyncsim._rng import SeedRecord
 from asyncsim.cluster import ClusterConfig, simulate
-from asyncsim.engine import StalenessLaw, run
+from asyncsim.engine import History, run
 from asyncsim.measure import contraction_rate, iterations_to_target
 from asyncsim.optim import adam, chain, heavy_ball, nesterov, scale, sgd
 from asyncsim.problems import (
@@ -18,7 +19,7 @@ from asyncsim.problems import (
     NoisyQuadratic,
     make_problem,
 )
-from asyncsim.trace import Trace
+from asyncsim.trace import StalenessLaw, Trace
 
 SEEDS = [11, 12, 13, 14]
 
@@ -65,6 +66,154 @@ def test_same_seed_same_history_and_different_seed_differs() -> None:
     np.testing.assert_array_equal(a.loss, b.loss)
     assert not np.array_equal(a.loss, c.loss)
     assert not np.array_equal(a.loss[:, 0], a.loss[:, 1])  # configurations draw independent noise
+
+
+def test_seed_records_each_configurations_stream() -> None:
+    nq = make_problem("nq50")
+    trace = Trace.geometric(4, 100, rng=1)
+    hist = run(nq, sgd(0.1), trace, 100, rng=5, batch=3)
+    assert hist.seed == (SeedRecord(5, (0,)), SeedRecord(5, (1,)), SeedRecord(5, (2,)))
+    # configuration b of a batch is the run alone on its recorded stream, keyed by value
+    alone = run(nq, sgd(0.1), trace, 100, rng=[hist.seed[1].sequence()])
+    np.testing.assert_array_equal(alone.loss[:, 0], hist.loss[:, 1])
+    assert run(nq, sgd(0.1), trace, 10, rng=[7, 8]).seed == (SeedRecord(7), SeedRecord(8))
+
+
+@pytest.mark.parametrize(
+    "rng", [None, np.random.default_rng(3), [None, np.random.default_rng(4)]], ids=repr
+)
+def test_fresh_and_generator_seeds_are_recorded_and_make_the_run_again(rng) -> None:
+    nq = make_problem("nq50")
+    trace = Trace.geometric(4, 100, rng=1)
+    first = run(nq, sgd(0.1), trace, 100, rng=rng, batch=2)
+    second = run(nq, sgd(0.1), trace, 100, rng=rng, batch=2)
+    assert not np.array_equal(first.loss, second.loss)  # new entropy, or new draws of a generator
+    again = run(nq, sgd(0.1), trace, 100, rng=[s.sequence() for s in first.seed])
+    np.testing.assert_array_equal(again.loss, first.loss)
+
+
+# ------------------------------------------------------------------------------------------ record
+def test_history_config_says_what_made_the_run() -> None:
+    trace = simulate(ClusterConfig(2), 120, rng=4)
+    hist = run(
+        make_problem("nq50"),
+        chain(scale(1.0), heavy_ball([0.05, 0.1], 0.5)),
+        trace,
+        100,
+        rng=3,
+        record_every=50,
+        stop_at=1e-9,
+    )
+    config = hist.config
+    assert config["problem"]["name"] == "nq50" and config["problem"]["class"] == "NoisyQuadratic"
+    assert config["problem"]["parameters"]["noise"] == 0.03
+    assert config["problem"]["parameters"]["curvatures"]["shape"] == [50]
+    assert config["transform"] == {
+        "name": "chain(scale, heavy_ball)",
+        "hyperparameters": {"0.factor": 1.0, "1.lr": [0.05, 0.1], "1.momentum": 0.5},
+        "batch": 2,
+    }
+    assert config["staleness"] == {
+        "kind": "trace",
+        "traces": [{"length": 120, "mean": trace.mean, "config": repr(trace.config), "seed": "4"}],
+    }
+    assert config["steps"] == 100
+    assert config["options"] == {
+        "batch": 2,
+        "record_every": 50,
+        "record_params": False,
+        "divergence_factor": 1e6,
+        "check_every": 64,
+        "estimate_momentum": True,
+        "momentum_beta": 0.99,
+        "stop_at": 1e-9,
+    }
+    law = run(make_problem("q10"), adam(0.01), StalenessLaw.geometric(2), 10)
+    assert law.config["staleness"]["kind"] == "law"
+    assert law.config["staleness"]["laws"][0]["mean"] == pytest.approx(1.0)
+    assert law.config["transform"]["hyperparameters"] == {
+        "lr": 0.01,
+        "b1": 0.9,
+        "b2": 0.999,
+        "eps": 1e-8,
+    }
+    assert run(make_problem("q10"), sgd(0.1), None, 5).config["staleness"] == {"kind": "none"}
+
+
+def test_history_saved_and_loaded_says_what_made_it(tmp_path) -> None:
+    trace = simulate(ClusterConfig(2), 200, rng=4)
+    hist = run(
+        make_problem("nq50"),
+        heavy_ball([0.05, 0.1], 0.5),
+        trace,
+        200,
+        rng=3,
+        record_every=50,
+        record_params=True,
+    )
+    loaded = History.load(hist.save(tmp_path / "run.npz"))
+    for name in ("steps", "loss", "distance", "params", "time", "diverged", "diverged_at"):
+        np.testing.assert_array_equal(getattr(loaded, name), getattr(hist, name))
+        assert getattr(loaded, name).dtype == getattr(hist, name).dtype
+    np.testing.assert_array_equal(loaded.final_params, hist.final_params)
+    assert loaded.values.keys() == hist.values.keys() == {"lr", "momentum", "total_momentum"}
+    for name, values in hist.values.items():
+        np.testing.assert_array_equal(loaded[name], values)
+    assert loaded.seed == hist.seed == (SeedRecord(3, (0,)), SeedRecord(3, (1,)))
+    assert loaded.problem == "nq50" and loaded.config == hist.config
+    # the record is enough to make the run again
+    config = loaded.config
+    again = run(
+        make_problem(config["problem"]["name"]),
+        heavy_ball(**config["transform"]["hyperparameters"]),
+        simulate(
+            ClusterConfig(2),
+            config["staleness"]["traces"][0]["length"],
+            rng=SeedRecord.parse(config["staleness"]["traces"][0]["seed"]).sequence(),
+        ),
+        config["steps"],
+        rng=[s.sequence() for s in loaded.seed],
+        record_every=config["options"]["record_every"],
+    )
+    np.testing.assert_array_equal(again.loss, hist.loss)
+
+
+def test_history_without_distance_or_params_round_trips(tmp_path) -> None:
+    hist = run(DigitsMLP(hidden=2), sgd(0.1), None, 4, rng=0)
+    loaded = History.load(hist.save(tmp_path / "mlp.npz"))
+    assert loaded.distance is None and loaded.params is None
+    np.testing.assert_array_equal(loaded.loss, hist.loss)
+    assert loaded.config == hist.config
+
+
+def test_history_load_rejects_what_is_not_a_history(tmp_path) -> None:
+    hist = run(make_problem("q10"), sgd(0.1), None, 4, record_params=True)
+    with pytest.raises(ValueError, match=r"path must end in .npz"):
+        hist.save(tmp_path / "run.csv")
+    path = hist.save(tmp_path / "run.npz")
+    arrays = dict(np.load(path))
+    del arrays["loss"]
+    np.savez(tmp_path / "missing.npz", **arrays)
+    with pytest.raises(ValueError, match=r"missing.npz is not a saved History: it lacks loss"):
+        History.load(tmp_path / "missing.npz")
+    arrays = dict(np.load(path))
+    arrays["params"] = arrays["params"][:, :, :3]
+    np.savez(tmp_path / "shape.npz", **arrays)
+    with pytest.raises(ValueError, match=r"shape.npz is not a valid History: params has shape"):
+        History.load(tmp_path / "shape.npz")
+    arrays = dict(np.load(path))
+    arrays["seed"] = np.array(["3/x"])
+    np.savez(tmp_path / "seed.npz", **arrays)
+    with pytest.raises(ValueError, match=r"seed.npz is not a valid History: seed record"):
+        History.load(tmp_path / "seed.npz")
+    Trace.from_staleness([0, 1]).save(tmp_path / "trace.npz")
+    with pytest.raises(ValueError, match=r"trace.npz is not a saved History: it lacks format"):
+        History.load(tmp_path / "trace.npz")
+    (tmp_path / "text.npz").write_text("steps,loss\n")
+    with pytest.raises(ValueError, match=r"text.npz is not an .npz archive"):
+        History.load(tmp_path / "text.npz")
+    with pytest.raises(FileNotFoundError):
+        History.load(tmp_path / "absent.npz")
 
 
 # ------------------------------------------------------------------------------------------ heavy ball

@@ -17,11 +17,14 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
+from asyncsim import run_sweep
 from asyncsim.cli import FIGURE_SCALES, main
 from asyncsim.figures import (
+    _DIGITS,
     FIGURES,
     MU_GRID,
     SCALES,
+    _digits_sweep,
     make_robust_region,
     make_staleness,
     plot_rates,
@@ -85,7 +88,7 @@ def test_usage_errors(argv: list[str], message: str, tmp_path: Path, capsys) -> 
 def test_panels_draw_into_given_axes_and_results_carry_their_seed() -> None:
     result = make_robust_region(scale="quick", rng=3)
     assert isinstance(result.fig, Figure)
-    assert result.data.attrs["seed"] == 3 and result.data.attrs["scale"] == "quick"
+    assert result.data.attrs["seed"] == "3" and result.data.attrs["scale"] == "quick"
     ax = Figure().subplots()
     assert plot_rates(result.data, ax) is ax
     assert len(ax.lines) > 0
@@ -169,12 +172,22 @@ def test_asynchrony_begets_momentum_on_nq50(quick: Path) -> None:
 
 @pytest.mark.slow
 def test_digits_mlp_what_we_see(quick: Path) -> None:
-    """digits-mlp (3 seeds, μ on every other grid point): best μ 0.9, 0, -0.45 at M = 1, 4, 16 for
-    root seeds 0, 1 and 2 alike."""
+    """digits-mlp (3 seeds, μ on every other grid point) at root seed 0: best μ 0.45, 0, 0.45 at
+    M = 1, 4, 16. Over root seeds 0-7 the best μ at M = 4 was 0 and below the one at M = 1 (0.45 or
+    0.9) every time; at M = 16 it was -0.45 in 7 of 8 (0.45 at root 0), which the next test holds."""
     grid = grid_rows(read(quick, "momentum"), "digits-mlp", "grid")
     assert grid["workers"].tolist() == [1, 4, 16]
     assert np.isfinite(grid["iterations"]).all()
-    assert grid["momentum"].iloc[-1] < grid["momentum"].iloc[0]
+    assert grid["momentum"].iloc[1] < grid["momentum"].iloc[0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("root", [1, 2])
+def test_digits_mlp_wants_less_momentum_at_sixteen_workers(root: int) -> None:
+    """The quick digits grid at two more root seeds: the best μ at M = 16 is below the one at M = 1
+    (measured over root seeds 0-7: in 7 of 8; root 0, the figure's, is the exception)."""
+    best = run_sweep(_digits_sweep(_DIGITS, root), jobs=2).best()["momentum"]
+    assert best[-1] < best[0]
 
 
 @pytest.mark.slow
@@ -239,7 +252,7 @@ def test_grid_tuned_momentum_and_adam_beat_yellowfin_on_nq50(quick: Path) -> Non
     for m, rows in data.groupby("workers"):
         its = rows.set_index("method")["iterations"]
         yellowfin = its[its.index.str.startswith("YellowFin")].min()
-        # measured: M = 1: momentum 265, Adam 228, YellowFin (α₀ = 1e-4) 1055, (α₀ = 1) never
+        # measured: M = 1: momentum 255, Adam 155, YellowFin (α₀ = 1e-4) 1015, (α₀ = 1) in 1 of 4 runs
         assert its["momentum (grid-tuned)"] < yellowfin, m
         assert its["adam (grid-tuned)"] < yellowfin, m
 

@@ -8,11 +8,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from asyncsim.engine import StalenessLaw, run
+from asyncsim.engine import run
 from asyncsim.measure import contraction_rate
 from asyncsim.optim import heavy_ball
 from asyncsim.problems import make_problem
 from asyncsim.sweep import Sweep, run_sweep
+from asyncsim.trace import StalenessLaw
 from theory import expected_rate, optimal_explicit_momentum, robust_region, spectral_radius
 
 # The μ grid of theory/README.md §5.

@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from asyncsim import ClusterConfig, Deterministic, Trace, simulate
+from asyncsim import ClusterConfig, Deterministic, StalenessLaw, Trace, simulate
+from asyncsim._rng import SeedRecord, record
 
 COLUMNS = ("staleness", "writer", "read_version", "apply_time", "n_aggregated")
 
@@ -123,7 +124,7 @@ def test_autocorrelation():
 def test_geometric_has_the_queueing_law_and_records_its_seed():
     m, n = 8, 200_000
     trace = Trace.geometric(m, n, rng=1)
-    assert trace.seed == 1
+    assert trace.seed == SeedRecord(1)
     np.testing.assert_array_equal(trace.staleness, Trace.geometric(m, n, rng=1).staleness)
     # 5 standard errors: sd(mean) = sqrt(M(M - 1)/n) = 0.017, sd of P(τ = 0) = sqrt(pq/n).
     assert trace.mean == pytest.approx(m - 1, abs=5 * np.sqrt(m * (m - 1) / n))
@@ -154,7 +155,7 @@ def test_save_and_load_round_trip(tmp_path, suffix):
     for name in COLUMNS:
         np.testing.assert_array_equal(getattr(again, name), getattr(trace, name))
         assert getattr(again, name).dtype == getattr(trace, name).dtype
-    assert again.seed == (4 if suffix == ".npz" else None)
+    assert again.seed == (SeedRecord(4) if suffix == ".npz" else None)
     assert again.config is None
 
 
@@ -174,3 +175,39 @@ def test_save_rejects_unknown_formats_and_load_missing_columns(tmp_path):
     (tmp_path / "bare.csv").write_text("update,staleness\n0,0\n1,1\n")
     with pytest.raises(ValueError, match=r"lacks the trace column\(s\) writer, read_version"):
         Trace.load(tmp_path / "bare.csv")
+
+
+def test_seed_must_be_a_seed_record():
+    columns = {name: getattr(Trace.from_staleness([0, 1]), name) for name in COLUMNS}
+    assert Trace(**columns, seed=SeedRecord(3, (1,))).seed == SeedRecord(3, (1,))
+    with pytest.raises(TypeError, match=r"Trace.seed must be a SeedRecord .* got 3 \(int\)"):
+        Trace(**columns, seed=3)
+
+
+@pytest.mark.parametrize(
+    "rng",
+    [np.random.SeedSequence([1, 2], spawn_key=(3,)), np.random.default_rng(5), None],
+    ids=["seed-sequence", "generator", "none"],
+)
+def test_geometric_records_the_root_that_makes_it_again(tmp_path, rng):
+    trace = Trace.geometric(4, 50, rng=rng)
+    again = Trace.geometric(4, 50, rng=trace.seed.sequence())
+    np.testing.assert_array_equal(again.staleness, trace.staleness)
+    if isinstance(rng, np.random.SeedSequence):
+        assert trace.seed == record(rng) == SeedRecord((1, 2), (3,))
+    loaded = Trace.load(trace.save(tmp_path / "trace.npz"))
+    assert loaded.seed == trace.seed
+
+
+def test_load_rejects_a_seed_that_is_not_a_record(tmp_path):
+    trace = Trace.from_staleness([0, 1])
+    np.savez(tmp_path / "t.npz", seed=np.array("x1"), **{c: getattr(trace, c) for c in COLUMNS})
+    with pytest.raises(ValueError, match=r"t.npz records a seed that is not a seed record"):
+        Trace.load(tmp_path / "t.npz")
+    np.savez(tmp_path / "none.npz", seed=np.array(""), **{c: getattr(trace, c) for c in COLUMNS})
+    assert Trace.load(tmp_path / "none.npz").seed is None
+
+
+def test_staleness_law_mean():
+    assert StalenessLaw(np.array([0.5, 0.25, 0.25])).mean == 0.75
+    assert StalenessLaw.geometric(8).mean == pytest.approx(7.0, rel=1e-9)
