@@ -166,6 +166,13 @@ ROWS: list[tuple[str, Callable[[Path], Any], type[Exception], str]] = [
         ValueError,
         r"clock overflowed.*push_latency = Exponential\(mean_time=1e\+308\)",
     ),
+    (
+        "simulate-too-many-updates",
+        lambda tmp: simulate(ClusterConfig(4), 10**13),
+        ValueError,
+        r"n_updates = 10000000000000 needs about 1\.6e\+03 TB of memory \(160 bytes per update\), "
+        r"more than the .* available here",
+    ),
     # 3. the MLP's target and seed
     (
         "digits-target-nan",

@@ -458,3 +458,20 @@ def test_mode_values_are_resolved_and_configs_compare_equal():
 def test_bad_simulate_arguments_are_rejected(args, kwargs, error, match):
     with pytest.raises(error, match=match):
         simulate(*args, rng=0, **kwargs)
+
+
+@pytest.mark.parametrize("method", ["simpy", "fast"])
+def test_the_memory_estimate_bounds_what_a_run_takes(method):
+    """The per-update estimate that refuses oversized runs is above the measured peak of each path."""
+    import tracemalloc
+
+    from asyncsim.cluster import BYTES_PER_UPDATE
+
+    n = 100_000
+    tracemalloc.start()
+    try:
+        simulate(ClusterConfig(16), n, rng=0, method=method)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak / n < BYTES_PER_UPDATE
