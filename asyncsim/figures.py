@@ -58,7 +58,7 @@ from asyncsim.engine import run
 from asyncsim.measure import contraction_rate, iterations_to_target
 from asyncsim.optim import heavy_ball
 from asyncsim.problems import NoisyQuadratic, make_problem
-from asyncsim.sweep import Sweep, SweepResult, _one_blas_thread, run_sweep
+from asyncsim.sweep import Sweep, SweepResult, _init_pool_worker, run_sweep
 from asyncsim.yellowfin import yellowfin_tuner
 
 __all__ = [
@@ -324,7 +324,7 @@ def _runner(jobs: int, executor: Executor | None, progress: bool | None) -> Iter
     jobs = check_int("jobs", jobs, low=1)
     with contextlib.ExitStack() as stack:
         if executor is None and jobs > 1:
-            executor = stack.enter_context(ProcessPoolExecutor(jobs, initializer=_one_blas_thread))
+            executor = stack.enter_context(ProcessPoolExecutor(jobs, initializer=_init_pool_worker))
             # Start the workers now, from this one thread: forked later, while threads of the runner
             # hold locks, a child can inherit a held lock and hang.
             executor.submit(int).result()

@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 import os
 import sys
-import tempfile
+import threading
+import time
+import warnings
 from collections.abc import Callable, Iterator
-from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,7 +47,7 @@ from asyncsim.trace import Trace
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["COLUMNS", "Sweep", "SweepResult", "chunk_streams", "run_sweep"]
+__all__ = ["COLUMNS", "StoreWarning", "Sweep", "SweepResult", "chunk_streams", "run_sweep"]
 
 #: Columns of the tidy table, one row per configuration and seed.
 COLUMNS = (
@@ -286,11 +289,75 @@ def _chunk_path(folder: Path, point: int, seed: int) -> Path:
     return folder / f"chunk-p{point:03d}-s{seed:04d}.npz"
 
 
-def _save_atomic(path: Path, columns: dict[str, np.ndarray]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+class StoreWarning(UserWarning):
+    """A chunk file in a sweep folder could not be used (it is named) and is computed again."""
+
+
+def _fingerprint(sweep: Sweep) -> str:
+    """SHA-256 of everything that defines the sweep (its JSON)."""
+    return hashlib.sha256(sweep.to_json().encode()).hexdigest()
+
+
+def _chunk_rows(sweep: Sweep) -> int:
+    return len(sweep.lrs) * len(sweep.momenta)
+
+
+def _read_chunk(
+    path: Path, key: tuple[int, int], fingerprint: str, rows: int
+) -> tuple[dict[str, np.ndarray], str | None]:
+    """The columns of a chunk file and None, or what is wrong with it (the file is then not used).
+
+    A chunk file holds its (point, seed) ``key`` and the sweep's ``fingerprint`` beside the columns;
+    each column must have the chunk's row count."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            stored = {name: data[name] for name in data.files}
+    except Exception as err:  # truncated, empty or not an npz: every reader error means the same
+        return {}, f"not a readable chunk ({type(err).__name__}: {err})"
+    if "key" not in stored or "fingerprint" not in stored:
+        return {}, "no chunk key or sweep fingerprint in it"
+    if tuple(stored["key"].tolist()) != key:
+        return {}, f"holds chunk {tuple(stored['key'].tolist())}, not {key}"
+    if str(stored["fingerprint"]) != fingerprint:
+        return {}, "written by another sweep (fingerprint differs)"
+    missing = [name for name in COLUMNS if name not in stored]
+    if missing:
+        return {}, f"lacks the column(s) {', '.join(missing)}"
+    short = {name: stored[name].shape for name in COLUMNS if stored[name].shape != (rows,)}
+    if short:
+        return {}, f"columns of the wrong length (expected {rows} rows): {short}"
+    return {name: stored[name] for name in COLUMNS}, None
+
+
+def _remove_orphaned_writes(folder: Path) -> None:
+    """Delete the temporary files of writes whose process is gone (a kill interrupted them); the
+    writes of live processes, another runner's included, are left alone. A temporary file is named
+    ``<chunk>.<pid>.tmp``."""
+    for tmp in folder.glob("*.tmp"):
+        pid = tmp.suffixes[-2].lstrip(".") if len(tmp.suffixes) >= 2 else ""
+        if not (pid.isdigit() and _alive(int(pid))):
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _save_atomic(
+    path: Path, columns: dict[str, np.ndarray], key: tuple[int, int], fingerprint: str
+) -> None:
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **columns)  # type: ignore[arg-type]
+            np.savez(f, key=np.array(key), fingerprint=np.array(fingerprint), **columns)  # type: ignore[arg-type]
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -298,10 +365,21 @@ def _save_atomic(path: Path, columns: dict[str, np.ndarray]) -> None:
         raise
 
 
-def _one_blas_thread() -> None:
+def _init_pool_worker() -> None:
+    """Initializer of the process pools asyncsim owns: one BLAS thread per process, and a watch on
+    the parent, so that a worker exits within a second of its parent's death (even by SIGKILL,
+    which leaves the pool no chance to shut down) instead of living on as an orphan."""
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(1)
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(_POLL)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="asyncsim-parent-watch", daemon=True).start()
 
 
 class _NoBar:
@@ -343,10 +421,18 @@ def run_sweep(
     sweep : Sweep
     out : path or None
         Folder for finished chunks (created; must hold this same sweep if it exists). None keeps
-        results in memory only.
+        results in memory only. Each chunk file holds its (point, seed) key and the sweep's
+        fingerprint beside the columns, and is checked when read: a truncated, empty, corrupt,
+        short or foreign file is named in a :class:`StoreWarning` and computed again, never used.
+        A write goes to ``<chunk>.<pid>.tmp`` and is renamed into place; a resume deletes only the
+        temporary files of processes that are gone. Any number of runners may share the folder:
+        each claims a chunk (``<chunk>.lock`` with its pid, created exclusively) just before it
+        computes it, so no chunk is computed twice, and the chunks of a killed runner are taken over.
     executor : concurrent.futures.Executor or None
-        Where chunks run. None: in this process when ``jobs == 1``, else a local process pool of
-        ``jobs`` processes, each limited to one BLAS thread.
+        Where chunks run. None: in this process when ``jobs == 1``, else a process pool of ``jobs``
+        processes that the sweep owns: one BLAS thread each, and each exits within a second of the
+        parent's death (even by SIGKILL). A given executor (a Dask cluster's, say) is the caller's to
+        manage and to clean up.
     jobs : int
         Processes of the default pool.
     progress : bool or None
@@ -355,51 +441,177 @@ def run_sweep(
     if not isinstance(sweep, Sweep):
         raise TypeError(f"sweep must be a Sweep, got {type(sweep).__name__}")
     jobs = check_int("jobs", jobs, low=1)
-    folder = None if out is None else Path(out)
-    done: dict[tuple[int, int], dict[str, np.ndarray]] = {}
-    if folder is not None:
-        folder.mkdir(parents=True, exist_ok=True)
-        spec = folder / "sweep.json"
-        if spec.exists() and spec.read_text() != sweep.to_json():
-            raise ValueError(f"out folder {folder} holds a different sweep; use another folder")
-        spec.write_text(sweep.to_json())
-        for stale in folder.glob("*.tmp"):  # a write that a kill interrupted
-            stale.unlink()
-        for key in sweep.chunks():
-            path = _chunk_path(folder, *key)
-            if path.exists():
-                with np.load(path) as data:
-                    done[key] = {name: data[name] for name in COLUMNS}
+    store = None if out is None else _ChunkStore(Path(out), sweep)
+    done = {} if store is None else store.finished()
     todo = [key for key in sweep.chunks() if key not in done]
-    with _progress(len(sweep.chunks()), progress, sweep.problem) as bar:
-        bar.update(len(done))
-        for key, columns in _execute(sweep, todo, executor, jobs):
-            if folder is not None:
-                _save_atomic(_chunk_path(folder, *key), columns)
-            done[key] = columns
-            bar.update(1)
+    try:
+        with _progress(len(sweep.chunks()), progress, sweep.problem) as bar:
+            bar.update(len(done))
+            claim = (lambda key: True) if store is None else store.claim
+            for key, columns in _execute(sweep, todo, executor, jobs, claim):
+                if store is not None:
+                    store.save(key, columns)
+                done[key] = columns
+                bar.update(1)
+            while store is not None and (waiting := [k for k in todo if k not in done]):
+                for key in waiting:  # chunks another runner claimed: its result, or take over
+                    columns = store.await_or_take(key, lambda k=key: run_chunk(sweep, *k))
+                    if columns is not None:
+                        done[key] = columns
+                        bar.update(1)
+                if len(done) < len(sweep.chunks()):
+                    time.sleep(_POLL)
+    finally:
+        if store is not None:
+            store.release_all()
     ordered = [done[key] for key in sweep.chunks()]
     return SweepResult(
         {name: np.concatenate([c[name] for c in ordered]) for name in COLUMNS}, sweep
     )
 
 
+_POLL = 0.2
+"""Seconds between looks at the chunks another runner is computing."""
+
+
+class _ChunkStore:
+    """The chunk files of one sweep folder, shared safely by any number of runners.
+
+    Rules: a chunk file is read only after :func:`_read_chunk` accepts it (else a named
+    :class:`StoreWarning`, and it is computed again). A runner computes a chunk only after it
+    *claims* it by creating ``<chunk>.lock`` exclusively (``O_CREAT | O_EXCL``) with its pid inside;
+    it removes the lock after the chunk is saved, or when it stops. A lock whose process is gone
+    (killed) is stale and may be claimed by another runner. So two runners on one folder never
+    compute the same chunk, and a killed runner's chunks are taken over by the survivors.
+    """
+
+    def __init__(self, folder: Path, sweep: Sweep) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        spec = folder / "sweep.json"
+        if spec.exists() and spec.read_text() != sweep.to_json():
+            raise ValueError(f"out folder {folder} holds a different sweep; use another folder")
+        spec.write_text(sweep.to_json())
+        _remove_orphaned_writes(folder)
+        self.folder, self.sweep = folder, sweep
+        self.fingerprint = _fingerprint(sweep)
+        self.rows = _chunk_rows(sweep)
+        self.claimed: set[tuple[int, int]] = set()
+
+    def _path(self, key: tuple[int, int]) -> Path:
+        return _chunk_path(self.folder, *key)
+
+    def _lock(self, key: tuple[int, int]) -> Path:
+        path = self._path(key)
+        return path.with_name(path.name + ".lock")
+
+    def read(self, key: tuple[int, int], *, warn: bool) -> dict[str, np.ndarray] | None:
+        """The chunk's columns if its file is there and sound; None otherwise."""
+        path = self._path(key)
+        if not path.exists():
+            return None
+        columns, problem = _read_chunk(path, key, self.fingerprint, self.rows)
+        if problem is not None:
+            if warn:
+                warnings.warn(f"{path}: {problem}; recomputing it", StoreWarning, stacklevel=4)
+            return None
+        return columns
+
+    def finished(self) -> dict[tuple[int, int], dict[str, np.ndarray]]:
+        """Every sound chunk on disk (each unsound one named in a warning)."""
+        found = {key: self.read(key, warn=True) for key in self.sweep.chunks()}
+        return {key: columns for key, columns in found.items() if columns is not None}
+
+    def claim(self, key: tuple[int, int]) -> bool:
+        """Take the chunk for this runner; False while a live runner holds it, or once its file is
+        saved and sound (it may have been saved since this runner last looked)."""
+        lock = self._lock(key)
+        for _ in range(2):
+            try:
+                fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                if not self._stale(lock):
+                    return False
+                with contextlib.suppress(FileNotFoundError):
+                    lock.unlink()
+                continue
+            with os.fdopen(fd, "w") as handle:
+                handle.write(str(os.getpid()))
+            self.claimed.add(key)
+            if self.read(key, warn=False) is None:
+                return True
+            self._release(key)
+            return False
+        return False
+
+    @staticmethod
+    def _stale(lock: Path) -> bool:
+        try:
+            text = lock.read_text().strip()
+            age = time.time() - lock.stat().st_mtime
+        except FileNotFoundError:
+            return True
+        if not text.isdigit():  # being written, or its writer died at once
+            return age > 10.0
+        return int(text) != os.getpid() and not _alive(int(text))
+
+    def save(self, key: tuple[int, int], columns: dict[str, np.ndarray]) -> None:
+        _save_atomic(self._path(key), columns, key, self.fingerprint)
+        self._release(key)
+
+    def await_or_take(
+        self, key: tuple[int, int], compute: Callable[[], dict[str, np.ndarray]]
+    ) -> dict[str, np.ndarray] | None:
+        """Another runner's chunk: its columns once saved; computed here if that runner is gone;
+        None while it is still at work."""
+        if self.claim(key):
+            columns = compute()
+            self.save(key, columns)
+            return columns
+        return self.read(key, warn=False)
+
+    def _release(self, key: tuple[int, int]) -> None:
+        if key in self.claimed:
+            self.claimed.discard(key)
+            with contextlib.suppress(FileNotFoundError):
+                self._lock(key).unlink()
+
+    def release_all(self) -> None:
+        for key in list(self.claimed):
+            self._release(key)
+
+
 def _execute(
-    sweep: Sweep, todo: list[tuple[int, int]], executor: Executor | None, jobs: int
+    sweep: Sweep,
+    todo: list[tuple[int, int]],
+    executor: Executor | None,
+    jobs: int,
+    claim: Callable[[tuple[int, int]], bool],
 ) -> Iterator[tuple[tuple[int, int], dict[str, np.ndarray]]]:
-    """Yield finished chunks as they complete."""
-    if not todo:
-        return
+    """Yield finished chunks as they complete. A chunk is claimed just before it is started (a
+    chunk another runner holds is skipped), so runners sharing a folder share the work; an owned pool
+    keeps two chunks per process in flight, a given executor gets every claimable chunk at once."""
+    pending = iter(todo)
+
+    def next_claimed() -> tuple[int, int] | None:
+        return next((key for key in pending if claim(key)), None)
+
     if executor is None and jobs == 1:
-        for key in todo:
+        while (key := next_claimed()) is not None:
             yield key, run_chunk(sweep, *key)
         return
     owned = executor is None
-    pool: Executor = executor or ProcessPoolExecutor(jobs, initializer=_one_blas_thread)
+    window = 2 * jobs if owned else len(todo)
+    pool: Executor = executor or ProcessPoolExecutor(jobs, initializer=_init_pool_worker)
+    futures: dict[Future, tuple[int, int]] = {}
     try:
-        futures = {pool.submit(run_chunk, sweep, *key): key for key in todo}
-        for future in as_completed(futures):
-            yield futures[future], future.result()
+        while True:
+            while len(futures) < window and (key := next_claimed()) is not None:
+                futures[pool.submit(run_chunk, sweep, *key)] = key
+            if not futures:
+                return
+            finished, _ = wait(futures, return_when=FIRST_COMPLETED)
+            for future in finished:
+                yield futures.pop(future), future.result()
     finally:
         if owned:
             pool.shutdown(cancel_futures=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -128,3 +129,157 @@ def test_a_different_sweep_in_the_same_folder_is_refused(tmp_path: Path) -> None
 def test_bad_sweeps(kwargs, match) -> None:
     with pytest.raises(ValueError, match=match):
         Sweep("nq50", **kwargs)
+
+
+# ------------------------------------------------------------------------------------------ store
+def _truncate(path: Path, other: Path) -> None:
+    path.write_bytes(path.read_bytes()[:200])
+
+
+def _empty(path: Path, other: Path) -> None:
+    path.write_bytes(b"")
+
+
+def _corrupt(path: Path, other: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[40:400] = bytes(360)  # zeros over the first member's header and data
+    path.write_bytes(bytes(data))
+
+
+def _foreign(path: Path, other: Path) -> None:
+    path.write_bytes(other.read_bytes())  # another chunk's file copied over this one
+
+
+def _short(path: Path, other: Path) -> None:
+    with np.load(path) as data:
+        stored = {name: data[name] for name in data.files}
+    np.savez(path, **{k: v if k in ("key", "fingerprint") else v[:-1] for k, v in stored.items()})
+
+
+def _unkeyed(path: Path, other: Path) -> None:
+    with np.load(path) as data:
+        np.savez(path, **{name: data[name] for name in COLUMNS})
+
+
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [
+        (_truncate, "not a readable chunk"),
+        (_empty, "not a readable chunk"),
+        (_corrupt, "not a readable chunk|columns of the wrong length|holds chunk"),
+        (_foreign, r"holds chunk \(0, 0\), not \(1, 2\)"),
+        (_short, r"columns of the wrong length \(expected 6 rows\)"),
+        (_unkeyed, "no chunk key or sweep fingerprint"),
+    ],
+    ids=["truncated", "empty", "corrupt", "foreign", "short", "unkeyed"],
+)
+def test_a_damaged_chunk_is_named_and_recomputed(tmp_path: Path, damage, reason) -> None:
+    from asyncsim.sweep import StoreWarning
+
+    whole = run_sweep(SMALL, tmp_path)
+    damaged = tmp_path / "chunk-p001-s0002.npz"
+    damage(damaged, tmp_path / "chunk-p000-s0000.npz")
+    with pytest.warns(StoreWarning, match=rf"{damaged.name}: ({reason}).*; recomputing it"):
+        again = run_sweep(SMALL, tmp_path)
+    assert_tables_equal(again, whole)
+    with np.load(damaged) as data:  # written anew, whole
+        assert tuple(data["key"]) == (1, 2) and data["lr"].shape == (6,)
+
+
+def test_a_chunk_of_another_sweep_is_not_used(tmp_path: Path) -> None:
+    """Same grid shape, another seed: the fingerprint tells the files apart."""
+    from asyncsim.sweep import StoreWarning
+
+    run_sweep(SMALL, tmp_path / "a")
+    other = Sweep(**{**SMALL.__dict__, "seed": SMALL.seed + 1})
+    run_sweep(other, tmp_path / "b")
+    (tmp_path / "a" / "chunk-p000-s0000.npz").write_bytes(
+        (tmp_path / "b" / "chunk-p000-s0000.npz").read_bytes()
+    )
+    with pytest.warns(StoreWarning, match="written by another sweep"):
+        assert_tables_equal(run_sweep(SMALL, tmp_path / "a"), run_sweep(SMALL))
+
+
+def test_only_the_writes_of_dead_processes_are_cleared(tmp_path: Path) -> None:
+    run_sweep(SMALL, tmp_path)
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                              capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+        live_write = tmp_path / f"chunk-p000-s0000.npz.{sleeper.pid}.tmp"
+        dead_write = tmp_path / f"chunk-p000-s0001.npz.{dead}.tmp"
+        for path in (live_write, dead_write):
+            path.write_bytes(b"partial")
+        run_sweep(SMALL, tmp_path)
+        assert live_write.exists() and not dead_write.exists()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+COUNTING_RUNNER = """
+import os, sys
+import asyncsim.sweep as sweep_module
+computed = []
+compute = sweep_module.run_chunk
+def counted(sweep, point, seed):
+    computed.append((point, seed))
+    return compute(sweep, point, seed)
+sweep_module.run_chunk = counted
+namespace = {}
+exec(sys.argv[2], namespace)
+sweep_module.run_sweep(namespace["sweep"], sys.argv[1])
+print(*(f"{p},{s}" for p, s in computed))
+"""
+
+
+@pytest.mark.slow
+def test_two_runners_on_one_folder_share_the_work(tmp_path: Path) -> None:
+    """Started together on one folder: each chunk computed once in all, and the same table."""
+    definition = SCRIPT.replace("run_sweep(sweep, sys.argv[1])", "")
+    argv = [sys.executable, "-c", COUNTING_RUNNER, str(tmp_path), definition]
+    runners = [subprocess.Popen(argv, stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = [runner.communicate(timeout=600)[0] for runner in runners]
+    assert [runner.returncode for runner in runners] == [0, 0]
+    computed = [chunk for out in outputs for chunk in out.split()]
+    namespace: dict = {}
+    exec(definition, namespace)
+    sweep = namespace["sweep"]
+    assert sorted(computed) == sorted(f"{p},{s}" for p, s in sweep.chunks())  # each exactly once
+    assert all(out.split() for out in outputs), "one runner did all the work: no sharing was tested"
+    assert not list(tmp_path.glob("*.lock")) and not list(tmp_path.glob("*.tmp"))
+    assert_tables_equal(run_sweep(sweep, tmp_path), run_sweep(sweep))
+
+
+@pytest.mark.slow
+def test_a_killed_parent_leaves_no_pool_worker_behind(tmp_path: Path) -> None:
+    """SIGKILL of the sweep's process alone (not its group): its pool's workers exit by themselves."""
+    script = SCRIPT.replace(
+        "run_sweep(sweep, sys.argv[1])", "run_sweep(sweep, sys.argv[1], jobs=2)"
+    )
+    out = tmp_path / "sweep"
+    proc = subprocess.Popen([sys.executable, "-c", script, str(out)], start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not list(out.glob("chunk-*.npz")):
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        deadline = time.monotonic() + 10
+        while _group_alive(proc.pid):
+            assert time.monotonic() < deadline, (
+                "pool workers still alive 10 s after the parent died"
+            )
+            time.sleep(0.1)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
