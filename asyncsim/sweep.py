@@ -255,6 +255,7 @@ def run_chunk(sweep: Sweep, point: int, seed: int) -> dict[str, np.ndarray]:
     lr, mu = (a.ravel() for a in np.meshgrid(sweep.lrs, sweep.momenta, indexing="ij"))
     transform = _OPTIMIZERS[sweep.optimizer](lr, mu)
     target = problem.target if sweep.target is None else sweep.target
+    stop_at = target if sweep.ema is None and sweep.metric == "loss" else None
     history = run(
         problem,
         transform,
@@ -263,9 +264,10 @@ def run_chunk(sweep: Sweep, point: int, seed: int) -> dict[str, np.ndarray]:
         rng=[noise_seq] * lr.size,  # common random numbers across the grid
         record_every=sweep.record_every,
         estimate_momentum=False,
-        stop_at=target if sweep.ema is None and sweep.metric == "loss" else None,
+        stop_at=stop_at,
     )
     its = iterations_to_target(history, target, ema=sweep.ema, metric=sweep.metric)
+    final_loss, diverged = _at_own_stop(history, stop_at)
     m, g = sweep.points()[point]
     b = lr.size
     return {
@@ -276,13 +278,30 @@ def run_chunk(sweep: Sweep, point: int, seed: int) -> dict[str, np.ndarray]:
         "momentum": mu,
         "seed": np.full(b, seed),
         "iterations": its,
-        "final_loss": history.loss[-1],
-        "diverged": history.diverged,
+        "final_loss": final_loss,
+        "diverged": diverged,
         "time_to_target": time_to_target(its, trace.apply_time)
         if np.isfinite(trace.apply_time).all()
         else np.full(b, np.nan),
         "time_per_update": np.full(b, trace.time_per_update),
     }
+
+
+def _at_own_stop(history: Any, stop_at: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """Each configuration's loss and divergence flag at its own stop, shape (B,) each, so that they
+    do not depend on the rest of its chunk (which runs until every configuration has stopped).
+
+    With ``stop_at``, a configuration stops at the first recorded step where its loss is at or below
+    it: its loss there, and ``diverged`` only if it diverged before (a run that met the target and
+    diverged later reports the step it met it, in ``iterations``, and no divergence). Without, it
+    runs every step: the last loss and the engine's flag."""
+    loss = history.loss
+    if stop_at is None:
+        return loss[-1], history.diverged
+    met = loss <= stop_at
+    reached = met.any(axis=0)
+    row = np.where(reached, met.argmax(axis=0), loss.shape[0] - 1)
+    return loss[row, np.arange(loss.shape[1])], history.diverged & ~reached
 
 
 def _chunk_path(folder: Path, point: int, seed: int) -> Path:

@@ -283,3 +283,17 @@ def _group_alive(pgid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def test_final_loss_does_not_depend_on_the_neighbours() -> None:
+    """Adam at α = 0.005 alone, and beside α = 50, which never gets there: the chunk runs on for the
+    neighbour, yet the configuration's values are those of its own stop (before, 0.005388 alone and
+    0.001507 beside)."""
+    common = {"optimizer": "adam", "steps": 4000, "record_every": 10, "seeds": 2}
+    alone = run_sweep(Sweep("nq50", lrs=(0.005,), **common)).to_frame()
+    beside = run_sweep(Sweep("nq50", lrs=(0.005, 50.0), **common)).to_frame()
+    beside = beside[beside.lr == 0.005].reset_index(drop=True)
+    assert np.isfinite(alone["iterations"]).all()
+    assert not np.isfinite(run_sweep(Sweep("nq50", lrs=(50.0,), **common))["iterations"]).any()
+    for column in ("iterations", "final_loss", "diverged"):
+        np.testing.assert_array_equal(alone[column], beside[column], err_msg=column)
