@@ -4,8 +4,10 @@ allowed range."""
 from __future__ import annotations
 
 import math
+import zipfile
 from collections.abc import Sequence
 from numbers import Integral, Real
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -146,3 +148,23 @@ def _interval(low: float | None, high: float | None, low_closed: bool, high_clos
     left = "(-inf" if low is None else ("[" if low_closed else "(") + f"{low:g}"
     right = "inf)" if high is None else f"{high:g}" + ("]" if high_closed else ")")
     return f"{left}, {right}"
+
+
+def read_npz(path: Path, written_by: str) -> dict[str, np.ndarray]:
+    """Every array of the ``.npz`` archive at ``path``, read now (the file is closed on return); a
+    file that is not one, or that cannot be read whole, is a ValueError naming the path (FileNotFoundError
+    for a missing file). ``written_by`` names what writes such files, for the message."""
+    with path.open("rb") as handle:
+        magic = handle.read(6)
+    if not magic.startswith((b"PK\x03\x04", b"PK\x05\x06")):  # a zip archive, maybe empty
+        found = (
+            "a single .npy array"
+            if magic.startswith(b"\x93NUMPY")
+            else f"no zip archive (it starts with {magic!r})"
+        )
+        raise ValueError(f"{path} is not an .npz archive (as {written_by} writes): it is {found}")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {name: data[name] for name in data.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise ValueError(f"{path} is not a readable .npz archive: {err}") from None

@@ -121,13 +121,11 @@ def _output_file(*suffixes: str) -> Callable[[str], Path]:
             )
         if path.is_dir():
             raise argparse.ArgumentTypeError(f"must be a file to write, got the folder {text}")
-        folder = path.parent
-        if not folder.is_dir():
+        if not path.parent.is_dir():
             raise argparse.ArgumentTypeError(
-                f"must be in an existing folder, got {text} ({folder} is not a folder)"
+                f"must be in an existing folder, got {text} ({path.parent} is not a folder)"
             )
-        if not os.access(folder, os.W_OK | os.X_OK):
-            raise argparse.ArgumentTypeError(f"must be in a writable folder, got {text}")
+        _check_writable(path.parent, f"must be in a writable folder, got {text}")
         return path
 
     return parse
@@ -144,9 +142,13 @@ def _output_folder(text: str) -> Path:
         raise argparse.ArgumentTypeError(
             f"must be a folder that can be created, got {text} ({existing} is a file)"
         )
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise argparse.ArgumentTypeError(f"must be a writable folder, got {text}")
+    _check_writable(existing, f"must be a writable folder, got {text}")
     return path
+
+
+def _check_writable(folder: Path, message: str) -> None:
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(message)
 
 
 # --------------------------------------------------------------------------- staleness

@@ -273,11 +273,9 @@ def _available_memory() -> int | None:
 
 
 def _size(n_bytes: float) -> str:
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if n_bytes < 1000 or unit == "TB":
-            return f"{n_bytes:.3g} {unit}"
-        n_bytes /= 1000
-    raise AssertionError("unreachable")
+    """``n_bytes`` in decimal units up to TB: ``1.6e+03 TB``, ``24.7 GB``."""
+    power = min(max(int(np.log10(max(n_bytes, 1.0)) // 3), 0), 4)
+    return f"{n_bytes / 1000**power:.3g} {('B', 'kB', 'MB', 'GB', 'TB')[power]}"
 
 
 def _check_clock(config: ClusterConfig, apply_time: np.ndarray) -> None:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from numbers import Integral, Real
@@ -29,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from asyncsim._rng import SeedRecord, record, root, stream
-from asyncsim._validate import check_int, check_real, check_rng
+from asyncsim._validate import check_int, check_real, check_rng, read_npz
 from asyncsim.measure import (
     MomentumEstimate,
     momentum_estimate,
@@ -160,7 +159,7 @@ class History:
         (array([ 0, 10, 20]), {'name': 'sgd', 'hyperparameters': {'lr': 0.1}, 'batch': None}, '0/0')
         """
         path = _npz_path(path)
-        data = _read_archive(path)
+        data = read_npz(path, "History.save")
         missing = [k for k in ("format", "config", "seed", *_HISTORY_REQUIRED) if k not in data]
         if missing:
             raise ValueError(f"{path} is not a saved History: it lacks {', '.join(missing)}")
@@ -225,19 +224,6 @@ def _npz_path(path: str | Path) -> Path:
     if path.suffix != ".npz":
         raise ValueError(f"path must end in .npz (a History is saved as npz), got {str(path)!r}")
     return path
-
-
-def _read_archive(path: Path) -> dict[str, np.ndarray]:
-    """Every array of an npz archive, read now (the file is closed on return)."""
-    with path.open("rb") as handle:
-        magic = handle.read(6)
-    if not magic.startswith((b"PK\x03\x04", b"PK\x05\x06")):  # a zip archive, maybe empty
-        raise ValueError(f"{path} is not an .npz archive (as History.save writes)")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return {name: data[name] for name in data.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
-        raise ValueError(f"{path} is not a readable .npz archive: {err}") from None
 
 
 # ------------------------------------------------------------------------------------------ run

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from asyncsim._rng import SeedRecord, record, root, stream
-from asyncsim._validate import check_array, check_choice, check_int
+from asyncsim._validate import check_array, check_choice, check_int, read_npz
 from asyncsim.cluster import ClusterConfig, simulate
 from asyncsim.engine import run
 from asyncsim.measure import iterations_to_target, time_to_target
@@ -329,10 +329,9 @@ def _read_chunk(
     A chunk file holds its (point, seed) ``key`` and the sweep's ``fingerprint`` beside the columns;
     each column must have the chunk's row count."""
     try:
-        with np.load(path, allow_pickle=False) as data:
-            stored = {name: data[name] for name in data.files}
-    except Exception as err:  # truncated, empty or not an npz: every reader error means the same
-        return {}, f"not a readable chunk ({type(err).__name__}: {err})"
+        stored = read_npz(path, "run_sweep")
+    except ValueError as err:
+        return {}, f"not a readable chunk ({err})"
     if "key" not in stored or "fingerprint" not in stored:
         return {}, "no chunk key or sweep fingerprint in it"
     if tuple(stored["key"].tolist()) != key:

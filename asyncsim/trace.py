@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import warnings
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -13,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from asyncsim._rng import RngLike, SeedRecord, record, root
-from asyncsim._validate import check_int, check_real
+from asyncsim._validate import check_int, check_real, read_npz
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -301,25 +300,9 @@ class StalenessLaw:
 
 def _read_npz(path: Path) -> tuple[dict[str, np.ndarray], SeedRecord | None]:
     """The trace columns found in an ``.npz`` file and its seed record (None when not recorded)."""
-    with path.open("rb") as handle:
-        magic = handle.read(6)
-    if not magic.startswith((b"PK\x03\x04", b"PK\x05\x06")):  # a zip archive, maybe empty
-        found = (
-            "a single .npy array"
-            if magic.startswith(b"\x93NUMPY")
-            else f"no zip archive (it starts with {magic!r})"
-        )
-        raise ValueError(f"{path} is not an .npz archive (as Trace.save writes): it is {found}")
-    try:
-        data = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
-        raise ValueError(f"{path} is not a readable .npz archive: {err}") from None
-    with data:
-        try:
-            columns = {name: data[name] for name in _COLUMNS if name in data}
-            seed = str(data["seed"]) if "seed" in data else ""
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
-            raise ValueError(f"{path} is not a readable .npz archive: {err}") from None
+    arrays = read_npz(path, "Trace.save")
+    columns = {name: arrays[name] for name in _COLUMNS if name in arrays}
+    seed = str(arrays["seed"]) if "seed" in arrays else ""
     if not seed:
         return columns, None
     try:
