@@ -163,8 +163,8 @@ def read_npz(path: Path, written_by: str) -> dict[str, np.ndarray]:
             else f"no zip archive (it starts with {magic!r})"
         )
         raise ValueError(f"{path} is not an .npz archive (as {written_by} writes): it is {found}")
-    try:
-        with np.load(path, allow_pickle=False) as data:
+    try:  # the file opened here, so that it is closed however np.load fails
+        with path.open("rb") as handle, np.load(handle, allow_pickle=False) as data:
             return {name: data[name] for name in data.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
         raise ValueError(f"{path} is not a readable .npz archive: {err}") from None
