@@ -248,7 +248,8 @@ def run(
     Parameters
     ----------
     problem : Problem
-        The objective and its batched gradient oracle.
+        The objective and its batched gradient oracle: a :class:`~asyncsim.problems.Problem`, or any
+        object with the attributes of :data:`PROBLEM_INTERFACE`.
     transform : GradientTransformation
         The optimizer; array hyperparameters of shape (B,) set the batch size.
     trace : Trace, sequence of B Traces, StalenessLaw, sequence of B laws, or None
@@ -311,6 +312,7 @@ def run(
             f"transform must be a GradientTransformation, got {type(transform).__name__}"
         )
     sources, expected = _staleness_sources(trace, steps)
+    _check_needs(transform, sources, expected)
     sizes = {
         "traces": len(sources) if len(sources) > 1 else None,
         "rng": len(rng) if isinstance(rng, list) else None,
@@ -771,6 +773,22 @@ def _resolve_estimate(
     return bool(estimate)
 
 
+#: What the engine uses of a problem: :class:`~asyncsim.problems.Problem` has it all, and any object
+#: with these attributes serves as well.
+PROBLEM_INTERFACE = (
+    "dim",
+    "name",
+    "target",
+    "affine_gradient",
+    "init_params",
+    "loss",
+    "distance",
+    "draw",
+    "gradient",
+    "mean_gradient",
+)
+
+
 def _check_problem(problem: object) -> None:
     if isinstance(problem, Problem):
         return
@@ -779,9 +797,28 @@ def _check_problem(problem: object) -> None:
             f"problem must be a Problem instance, got the name {problem!r} (str); build the problem "
             f"with make_problem({problem!r})"
         )
-    raise TypeError(
-        f"problem must be a Problem instance (e.g. make_problem('nq50')), got {problem!r} "
-        f"({type(problem).__name__})"
+    missing = [name for name in PROBLEM_INTERFACE if not hasattr(problem, name)]
+    if missing:
+        raise TypeError(
+            f"problem must be a Problem instance (e.g. make_problem('nq50')) or have its interface; "
+            f"{problem!r} ({type(problem).__name__}) lacks {', '.join(missing)}"
+        )
+
+
+def _check_needs(transform: GradientTransformation, sources: list[Any], expected: bool) -> None:
+    """Refuse a staleness source that lacks what the transformation needs (writer ids)."""
+    if "writers" not in transform.needs:
+        return
+    if expected:
+        lacking = "a StalenessLaw (expected dynamics) has no writers"
+    elif any((tr.writer < 0).any() for tr in sources):
+        lacking = "this trace has unknown writers (-1), as i.i.d. staleness traces do"
+    else:
+        return
+    raise ValueError(
+        f"transform {transform.name!r} needs writer ids (e.g. YellowFin's closed loop, which "
+        f"measures each writer's momentum), but {lacking}; use a trace from "
+        f"asyncsim.cluster.simulate"
     )
 
 

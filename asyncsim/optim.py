@@ -64,6 +64,9 @@ class GradientTransformation(NamedTuple):
     ``name`` and ``hyperparameters`` say what the transformation is, for the record a run keeps
     (``History.config``): the factory's name and its arguments as plain Python values (a float, or
     a tuple of B floats for an array hyperparameter); None where the factory does not declare them.
+    ``needs`` names what the update requires of the staleness source beyond a gradient:
+    ``"writers"`` (each update's worker id in the step context, which a cluster trace gives and an
+    i.i.d. staleness law does not); :func:`asyncsim.engine.run` refuses a source that lacks it.
 
     >>> t = heavy_ball([0.1, 0.2], 0.5)
     >>> t.name, t.hyperparameters
@@ -75,6 +78,7 @@ class GradientTransformation(NamedTuple):
     batch: int | None = None
     name: str | None = None
     hyperparameters: Mapping[str, Any] | None = None
+    needs: frozenset[str] = frozenset()
 
 
 def implied_batch(*values: Any) -> int | None:
@@ -331,4 +335,5 @@ def chain(*transforms: GradientTransformation) -> GradientTransformation:
         implied_batch(*(np.empty(t.batch or 1) for t in transforms)),
         name,
         hyperparameters,
+        frozenset().union(*(t.needs for t in transforms)),
     )

@@ -597,7 +597,8 @@ def yellowfin_tuner(
         "estimator_beta": float(estimator_beta),
         "clamp": (low, high),
     }
-    return GradientTransformation(init, update, batch, "yellowfin_tuner", hyperparameters)
+    needs = frozenset({"writers"}) if any_closed else frozenset()
+    return GradientTransformation(init, update, batch, "yellowfin_tuner", hyperparameters, needs)
 
 
 def _scale_add(y: np.ndarray, b: Any, x: np.ndarray, a: Any, scratch: np.ndarray) -> None:
