@@ -42,7 +42,7 @@ from asyncsim.trace import StalenessLaw, Trace
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["History", "run"]
+__all__ = ["PROBLEM_INTERFACE", "History", "check_problem", "run"]
 
 #: Randomness drawn ahead per configuration, in float64 values, before the next block is drawn.
 _DRAW_BUDGET = 1 << 22
@@ -298,7 +298,7 @@ def run(
     >>> hist.steps, hist.loss[-1].round(4), hist.config["transform"]["name"]
     (array([  0,  50, 100]), array([0.0034, 0.    ]), 'sgd')
     """
-    _check_problem(problem)
+    check_problem(problem)
     steps = check_int("steps", steps, low=1)
     check_real("divergence_factor", divergence_factor, low=1.0, low_open=True)
     momentum_beta = check_real("momentum_beta", momentum_beta, low=0.0, high=1.0, high_open=True)
@@ -789,7 +789,8 @@ PROBLEM_INTERFACE = (
 )
 
 
-def _check_problem(problem: object) -> None:
+def check_problem(problem: object) -> None:
+    """Raise a TypeError unless ``problem`` is a Problem or has :data:`PROBLEM_INTERFACE`."""
     if isinstance(problem, Problem):
         return
     if isinstance(problem, str):
@@ -800,8 +801,8 @@ def _check_problem(problem: object) -> None:
     missing = [name for name in PROBLEM_INTERFACE if not hasattr(problem, name)]
     if missing:
         raise TypeError(
-            f"problem must be a Problem instance (e.g. make_problem('nq50')) or have its interface; "
-            f"{problem!r} ({type(problem).__name__}) lacks {', '.join(missing)}"
+            f"problem must be a Problem instance (e.g. make_problem('nq50')), got {problem!r} "
+            f"({type(problem).__name__}), which lacks the problem interface: {', '.join(missing)}"
         )
 
 

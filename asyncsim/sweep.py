@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,10 +28,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from asyncsim._fingerprint import describe
 from asyncsim._rng import SeedRecord, record, root, stream
 from asyncsim._validate import check_array, check_choice, check_int, read_npz
 from asyncsim.cluster import ClusterConfig, simulate
-from asyncsim.engine import run
+from asyncsim.engine import check_problem, run
 from asyncsim.measure import iterations_to_target, time_to_target
 from asyncsim.optim import (
     MOMENTUM,
@@ -41,13 +42,22 @@ from asyncsim.optim import (
     heavy_ball,
     nesterov,
 )
-from asyncsim.problems import make_problem
+from asyncsim.problems import Problem, make_problem
 from asyncsim.trace import Trace
+from asyncsim.yellowfin import yellowfin_tuner
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["COLUMNS", "StoreWarning", "Sweep", "SweepResult", "chunk_streams", "run_sweep"]
+__all__ = [
+    "COLUMNS",
+    "OPTIMIZERS",
+    "StoreWarning",
+    "Sweep",
+    "SweepResult",
+    "chunk_streams",
+    "run_sweep",
+]
 
 #: Columns of the tidy table, one row per configuration and seed.
 COLUMNS = (
@@ -64,34 +74,55 @@ COLUMNS = (
     "time_per_update",
 )
 
-_OPTIMIZERS: dict[str, Callable[[np.ndarray, np.ndarray], GradientTransformation]] = {
+
+def _adam(lr: Any, momentum: Any, **options: Any) -> GradientTransformation:
+    """Adam at step size ``lr``; it takes no momentum from the grid (its ``b1`` is an option)."""
+    return adam(lr, **options)
+
+
+def _yellowfin(lr: Any, momentum: Any, **options: Any) -> GradientTransformation:
+    """YellowFin started at ``(lr, momentum)`` (its ``lr_init``, ``momentum_init``); the other
+    arguments of :func:`~asyncsim.yellowfin.yellowfin_tuner` are options."""
+    return yellowfin_tuner(lr_init=lr, momentum_init=momentum, **options)
+
+
+#: The optimizers a :class:`Sweep` knows by name: factories ``(lr, momentum, **options)``.
+OPTIMIZERS: dict[str, Callable[..., GradientTransformation]] = {
     "heavy_ball": heavy_ball,
     "nesterov": nesterov,
-    "adam": lambda lr, momentum: adam(lr),  # Adam takes no momentum from the grid
+    "adam": _adam,
+    "yellowfin": _yellowfin,
 }
+
+_OPTION_VALUE = (bool, int, float, str)
 
 
 @dataclass(frozen=True)
 class Sweep:
-    """A grid of runs of one reference problem.
+    """A grid of runs of one problem and one optimizer.
 
     Parameters
     ----------
-    problem : str
-        A reference problem name (:func:`asyncsim.problems.make_problem`), with ``problem_options``.
-    workers : tuple of int
+    problem : str or Problem
+        A reference problem name (:func:`asyncsim.problems.make_problem`, with ``problem_options``),
+        or a problem instance: a :class:`~asyncsim.problems.Problem`, or any object with the
+        attributes of :data:`asyncsim.engine.PROBLEM_INTERFACE`.
+    lrs, momenta : tuple of float
+        The grid of step sizes α > 0 and momenta μ in (-1, 1), handed to the optimizer factory.
+    workers : tuple of int or None
         The staleness points: M workers each (with ``cluster``, the cluster's worker count), or, when
-        ``groups`` is given, a single M split into each number of groups.
+        ``groups`` is given, a single M split into each number of groups. Default ``(1,)``; with a
+        sequence of cluster configs, taken from them.
     groups : tuple of int or None
         Compute groups g (each must divide M) for a cluster of ``workers[0]`` workers.
     staleness : {"geometric", "cluster"}
         ``geometric``: i.i.d. staleness with the queueing law (theory/README.md §1), no clock beyond one unit
-        per update per worker; ``cluster``: event traces from the SimPy model of ``cluster`` (default
-        exponential compute).
-    cluster : ClusterConfig or None
-        Template for ``cluster`` staleness; its worker count and mode are set per point.
-    lrs, momenta : tuple of float
-        The grid of step sizes α and momenta μ (heavy ball; for Adam μ is ignored).
+        per update per worker and no writer ids; ``cluster``: event traces from the SimPy model of
+        ``cluster`` (default exponential compute).
+    cluster : ClusterConfig, sequence of ClusterConfig, or None
+        One config: a template for ``cluster`` staleness, its worker count and mode set per point.
+        A sequence: one staleness point per config, used as it is (stragglers, latency, server time
+        may differ from point to point; ``workers`` and ``groups`` are then left out).
     seeds : int
         Seeds per configuration (chunks per point).
     steps : int
@@ -104,27 +135,50 @@ class Sweep:
         Trailing-EMA β for noisy losses in iterations to target.
     metric : {"loss", "distance"}
         What ``target`` bounds: the loss, or the relative distance ``‖w - w*‖/‖w_0 - w*‖``.
-    optimizer : {"heavy_ball", "nesterov", "adam"}
+    optimizer : str or callable
+        A name in :data:`OPTIMIZERS` (``heavy_ball``, ``nesterov``, ``adam``, ``yellowfin``) or a
+        factory ``(lr, momentum, **options) -> GradientTransformation``, called once per chunk with
+        arrays of shape (B,) (B = the configurations of a chunk) for ``lr``, ``momentum`` and every
+        option with more than one value, and plain values for the others.
+    options : mapping of str to values
+        Named optimizer options, each an axis of the grid (a sequence of values) or a fixed value;
+        values are numbers, booleans or strings, and each option is a column of the table. E.g.
+        ``{"closed_loop": True, "target_momentum": (0.3, 0.6), "gain": (0.01, 0.1)}`` for
+        ``optimizer="yellowfin"``. Other fixed arguments go into the factory
+        (``functools.partial``).
+    problem_options : tuple of (str, value)
+        Options of a reference problem named by ``problem``.
     seed : int
         Root seed. The chunk of M workers in g groups with seed index s draws from streams keyed by
         those values (:func:`chunk_streams`), not by its place in the grid: adding a grid point or a
-        seed changes no other chunk's result.
+        seed changes no other chunk's result; points with equal (M, g) share their streams (common
+        random numbers across cluster configs).
+
+    Notes
+    -----
+    A process pool (``jobs > 1``, or a given executor) receives the sweep by pickle: a problem class
+    or a factory defined in a notebook or script reaches it where pickle can take it: with the
+    ``fork`` start method (Linux's default before Python 3.14), or when it is defined in an
+    importable module. A lambda never pickles; write a module-level function (or a
+    ``functools.partial`` of one). With ``out=``, everything that defines the sweep is fingerprinted
+    (:mod:`asyncsim._fingerprint`): an object without a fingerprint is a TypeError naming it.
     """
 
-    problem: str
+    problem: Any
     lrs: tuple[float, ...]
     momenta: tuple[float, ...] = (0.0,)
-    workers: tuple[int, ...] = (1,)
+    workers: tuple[int, ...] | None = None
     groups: tuple[int, ...] | None = None
     staleness: str = "geometric"
-    cluster: ClusterConfig | None = None
+    cluster: ClusterConfig | tuple[ClusterConfig, ...] | None = None
     seeds: int = 1
     steps: int = 1000
     record_every: int = 10
     target: float | None = None
     ema: float | None = None
     metric: str = "loss"
-    optimizer: str = "heavy_ball"
+    optimizer: Any = "heavy_ball"
+    options: Any = ()
     problem_options: tuple[tuple[str, Any], ...] = ()
     seed: int = 0
 
@@ -137,27 +191,94 @@ class Sweep:
             set_(self, name, tuple(float(v) for v in values))
         check_array("lrs", self.lrs, **STEP_SIZE)
         check_array("momenta", self.momenta, **MOMENTUM)
-        set_(self, "workers", tuple(check_int("workers", m, low=1) for m in self.workers))
-        if self.groups is not None:
-            m = self.workers[0]
-            for g in self.groups:
-                if check_int("groups", g, low=1) > m or m % g:
-                    raise ValueError(f"groups must divide workers[0] = {m}, got {g}")
-            set_(self, "groups", tuple(int(g) for g in self.groups))
         check_choice("staleness", self.staleness, ("geometric", "cluster"))
-        if self.groups is not None and self.staleness != "cluster":
-            raise ValueError("groups need staleness='cluster' (a cluster model to group)")
-        check_choice("optimizer", self.optimizer, tuple(_OPTIMIZERS))
+        self._check_points()
         check_choice("metric", self.metric, ("loss", "distance"))
         if self.metric == "distance" and self.target is None:
             raise ValueError("metric='distance' needs an explicit target (a relative distance)")
         for name in ("seeds", "steps", "record_every"):
             check_int(name, getattr(self, name), low=1)
         check_int("seed", self.seed, low=0)
-        make_problem(self.problem, **dict(self.problem_options))  # validates name and options
+        self._check_problem()
+        set_(self, "options", _options(self.options))
+        if isinstance(self.optimizer, str):
+            check_choice("optimizer", self.optimizer, tuple(OPTIMIZERS))
+        elif not callable(self.optimizer):
+            raise TypeError(
+                f"optimizer must be a name in {sorted(OPTIMIZERS)} or a factory "
+                f"(lr, momentum, **options) -> GradientTransformation, got {self.optimizer!r}"
+            )
+        transform = self.transform()  # the factory validates its arguments here, not in a chunk
+        if "writers" in transform.needs and self.staleness == "geometric":
+            raise ValueError(
+                f"optimizer {self.optimizer_name!r} ({transform.name}) needs writer ids (e.g. "
+                "YellowFin's closed loop), which staleness='geometric' (i.i.d. geometric staleness) "
+                "does not give; use staleness='cluster'"
+            )
+
+    def _check_points(self) -> None:
+        set_ = object.__setattr__
+        if isinstance(self.cluster, list | tuple):
+            if self.workers is not None or self.groups is not None:
+                raise ValueError(
+                    "with a sequence of cluster configs, the points are the configs: leave "
+                    "workers and groups out"
+                )
+            if not self.cluster or not all(isinstance(c, ClusterConfig) for c in self.cluster):
+                raise TypeError(f"cluster must be ClusterConfigs, got {self.cluster!r}")
+            if self.staleness != "cluster":
+                raise ValueError("cluster configs need staleness='cluster'")
+            set_(self, "cluster", tuple(self.cluster))
+            set_(self, "workers", tuple(c.n_workers for c in self.cluster))
+            return
+        if self.cluster is not None and not isinstance(self.cluster, ClusterConfig):
+            raise TypeError(
+                f"cluster must be a ClusterConfig or a sequence of them, got {self.cluster!r}"
+            )
+        workers = (1,) if self.workers is None else self.workers
+        set_(self, "workers", tuple(check_int("workers", m, low=1) for m in workers))
+        if self.groups is not None:
+            m = self.workers[0]
+            for g in self.groups:
+                if check_int("groups", g, low=1) > m or m % g:
+                    raise ValueError(f"groups must divide workers[0] = {m}, got {g}")
+            set_(self, "groups", tuple(int(g) for g in self.groups))
+        if self.groups is not None and self.staleness != "cluster":
+            raise ValueError("groups need staleness='cluster' (a cluster model to group)")
+
+    def _check_problem(self) -> None:
+        if isinstance(self.problem, str):
+            make_problem(self.problem, **dict(self.problem_options))  # validates name and options
+            return
+        if self.problem_options:
+            raise ValueError(
+                "problem_options apply to a reference problem named by a string; configure a "
+                f"problem instance ({type(self.problem).__name__}) yourself"
+            )
+        check_problem(self.problem)
+
+    @property
+    def problem_name(self) -> str:
+        """The reference problem's name, or the instance's ``name``."""
+        return self.problem if isinstance(self.problem, str) else str(self.problem.name)
+
+    @property
+    def optimizer_name(self) -> str:
+        """The optimizer's name, or the factory's qualified name."""
+        if isinstance(self.optimizer, str):
+            return self.optimizer
+        return getattr(self.optimizer, "__qualname__", type(self.optimizer).__name__)
+
+    def make_problem(self) -> Problem:
+        """The problem instance (built anew from a reference name)."""
+        if isinstance(self.problem, str):
+            return make_problem(self.problem, **dict(self.problem_options))
+        return self.problem
 
     def points(self) -> list[tuple[int, int]]:
         """The staleness points as (workers M, groups g)."""
+        if isinstance(self.cluster, tuple):
+            return [(c.n_workers, _groups_of(c)) for c in self.cluster]
         if self.groups is not None:
             return [(self.workers[0], g) for g in self.groups]
         return [(m, m) for m in self.workers]
@@ -166,16 +287,76 @@ class Sweep:
         """Every (point index, seed index)."""
         return [(p, s) for p in range(len(self.points())) for s in range(self.seeds)]
 
+    @property
+    def axes(self) -> dict[str, tuple[Any, ...]]:
+        """The axes of a chunk's grid in order: ``lr``, ``momentum``, then each option."""
+        return {"lr": self.lrs, "momentum": self.momenta, **dict(self.options)}
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The table's columns: :data:`COLUMNS` with the options after ``momentum``."""
+        at = COLUMNS.index("momentum") + 1
+        return (*COLUMNS[:at], *(name for name, _ in self.options), *COLUMNS[at:])
+
+    def grid(self) -> dict[str, np.ndarray]:
+        """A chunk's configurations: one column of shape (B,) per axis, the last axis fastest."""
+        axes = [np.asarray(values) for values in self.axes.values()]
+        index = np.indices([a.size for a in axes]).reshape(len(axes), -1)
+        return {name: a[i] for name, a, i in zip(self.axes, axes, index, strict=True)}
+
+    def transform(self) -> GradientTransformation:
+        """The optimizer over a chunk's grid: the factory called with its columns (an option of one
+        value as that plain value)."""
+        grid = self.grid()
+        factory = OPTIMIZERS[self.optimizer] if isinstance(self.optimizer, str) else self.optimizer
+        options = {
+            name: grid[name] if len(values) > 1 else values[0] for name, values in self.options
+        }
+        return factory(grid["lr"], grid["momentum"], **options)
+
     def to_json(self) -> str:
-        fields = dataclasses.asdict(self)
-        fields["cluster"] = repr(self.cluster)
-        return json.dumps(fields, sort_keys=True, default=repr)
+        """Everything that defines the sweep, as JSON: plain fields as they are, a problem instance,
+        a factory and cluster configs by their description (:mod:`asyncsim._fingerprint`). A
+        TypeError names a part without a fingerprint."""
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return json.dumps(
+            {name: describe(value, f"sweep.{name}") for name, value in fields.items()},
+            sort_keys=True,
+        )
+
+
+def _groups_of(config: ClusterConfig) -> int:
+    """The compute groups g of a cluster config: M when asynchronous, 1 when synchronous."""
+    if config.mode == "groups":
+        return int(config.n_groups)  # type: ignore[arg-type]
+    return config.n_workers if config.mode == "async" else 1
+
+
+def _options(options: Any) -> tuple[tuple[str, tuple[Any, ...]], ...]:
+    """Optimizer options as ``((name, values), ...)``: a fixed value becomes an axis of one value;
+    names must be identifiers other than the table's columns, values numbers, booleans or strings."""
+    pairs = options.items() if isinstance(options, Mapping) else options
+    out = []
+    for name, raw in pairs:
+        if not isinstance(name, str) or not name.isidentifier() or name in COLUMNS:
+            raise ValueError(
+                f"options: name {name!r} must be an identifier other than {', '.join(COLUMNS)}"
+            )
+        values = tuple(raw) if isinstance(raw, list | tuple | np.ndarray) else (raw,)
+        values = tuple(v.item() if isinstance(v, np.generic) else v for v in values)
+        if not values or not all(isinstance(v, _OPTION_VALUE) for v in values):
+            raise ValueError(
+                f"options[{name!r}] must be a number, boolean or string, or a non-empty sequence "
+                f"of them, got {raw!r}"
+            )
+        out.append((name, values))
+    return tuple(out)
 
 
 @dataclass(frozen=True, eq=False)
 class SweepResult:
-    """The tidy table: one NumPy column per name in :data:`COLUMNS`, rows sorted by (point, seed,
-    lr, momentum)."""
+    """The tidy table: one NumPy column per name in ``sweep.columns``, rows sorted by (point, seed,
+    lr, momentum, options...)."""
 
     columns: dict[str, np.ndarray]
     sweep: Sweep
@@ -200,30 +381,28 @@ class SweepResult:
         return frame
 
     def median_iterations(self) -> np.ndarray:
-        """Median over seeds of iterations to target, shape (points, lrs, momenta) (inf if a majority
-        never got there)."""
-        shape = (
-            len(self.sweep.points()),
-            self.sweep.seeds,
-            len(self.sweep.lrs),
-            len(self.sweep.momenta),
-        )
+        """Median over seeds of iterations to target, shape (points, lrs, momenta, *options) (inf
+        if a majority never got there)."""
+        sizes = [len(values) for values in self.sweep.axes.values()]
+        shape = (len(self.sweep.points()), self.sweep.seeds, *sizes)
         return np.median(self.columns["iterations"].reshape(shape), axis=1)
 
     def best(self, momenta: Any = None) -> dict[str, np.ndarray]:
-        """Per point, the (α, μ) with the fewest median iterations (over the given momenta, default
-        all): arrays of shape (points,) under ``lr``, ``momentum``, ``iterations``."""
+        """Per point, the configuration with the fewest median iterations (over the given momenta,
+        default all): arrays of shape (points,) under ``lr``, ``momentum``, each option, and
+        ``iterations``."""
         med = self.median_iterations()
         allowed = np.isin(self.sweep.momenta, self.sweep.momenta if momenta is None else momenta)
-        med = np.where(allowed[None, None, :], med, np.inf)
+        med = np.where(allowed.reshape(1, 1, -1, *[1] * (med.ndim - 3)), med, np.inf)
         flat = med.reshape(med.shape[0], -1)
         arg = np.argmin(flat, axis=1)
-        i_lr, i_mu = np.unravel_index(arg, med.shape[1:])
-        return {
-            "lr": np.asarray(self.sweep.lrs)[i_lr],
-            "momentum": np.asarray(self.sweep.momenta)[i_mu],
-            "iterations": flat[np.arange(flat.shape[0]), arg],
+        indices = np.unravel_index(arg, med.shape[1:])
+        out = {
+            name: np.asarray(values)[i]
+            for (name, values), i in zip(self.sweep.axes.items(), indices, strict=True)
         }
+        out["iterations"] = flat[np.arange(flat.shape[0]), arg]
+        return out
 
 
 def chunk_streams(
@@ -241,6 +420,8 @@ def _chunk_trace(sweep: Sweep, point: int, seq: np.random.SeedSequence) -> Trace
     m, g = sweep.points()[point]
     if sweep.staleness == "geometric":
         return Trace.geometric(m, sweep.steps, rng=seq)
+    if isinstance(sweep.cluster, tuple):
+        return simulate(sweep.cluster[point], sweep.steps, rng=seq)
     template = sweep.cluster or ClusterConfig(m)
     mode = "async" if g == m else ("sync" if g == 1 else "groups")
     config = dataclasses.replace(template, n_workers=m, mode=mode, n_groups=g)
@@ -248,20 +429,20 @@ def _chunk_trace(sweep: Sweep, point: int, seq: np.random.SeedSequence) -> Trace
 
 
 def run_chunk(sweep: Sweep, point: int, seed: int) -> dict[str, np.ndarray]:
-    """Run one chunk: every (α, μ) of the grid at one staleness point and one seed."""
+    """Run one chunk: every configuration of the grid at one staleness point and one seed."""
     trace_seq, noise_seq = chunk_streams(sweep, point, seed)
     trace = _chunk_trace(sweep, point, trace_seq)
-    problem = make_problem(sweep.problem, **dict(sweep.problem_options))
-    lr, mu = (a.ravel() for a in np.meshgrid(sweep.lrs, sweep.momenta, indexing="ij"))
-    transform = _OPTIMIZERS[sweep.optimizer](lr, mu)
+    problem = sweep.make_problem()
+    grid = sweep.grid()
+    b = grid["lr"].size
     target = problem.target if sweep.target is None else sweep.target
     stop_at = target if sweep.ema is None and sweep.metric == "loss" else None
     history = run(
         problem,
-        transform,
+        sweep.transform(),
         trace,
         sweep.steps,
-        rng=[noise_seq] * lr.size,  # common random numbers across the grid
+        rng=[noise_seq] * b,  # common random numbers across the grid
         record_every=sweep.record_every,
         estimate_momentum=False,
         stop_at=stop_at,
@@ -269,13 +450,11 @@ def run_chunk(sweep: Sweep, point: int, seed: int) -> dict[str, np.ndarray]:
     its = iterations_to_target(history, target, ema=sweep.ema, metric=sweep.metric)
     final_loss, diverged = _at_own_stop(history, stop_at)
     m, g = sweep.points()[point]
-    b = lr.size
     return {
         "point": np.full(b, point),
         "workers": np.full(b, m),
         "groups": np.full(b, g),
-        "lr": lr,
-        "momentum": mu,
+        **grid,
         "seed": np.full(b, seed),
         "iterations": its,
         "final_loss": final_loss,
@@ -312,17 +491,8 @@ class StoreWarning(UserWarning):
     """A chunk file in a sweep folder could not be used (it is named) and is computed again."""
 
 
-def _fingerprint(sweep: Sweep) -> str:
-    """SHA-256 of everything that defines the sweep (its JSON)."""
-    return hashlib.sha256(sweep.to_json().encode()).hexdigest()
-
-
-def _chunk_rows(sweep: Sweep) -> int:
-    return len(sweep.lrs) * len(sweep.momenta)
-
-
 def _read_chunk(
-    path: Path, key: tuple[int, int], fingerprint: str, rows: int
+    path: Path, key: tuple[int, int], fingerprint: str, columns: tuple[str, ...], rows: int
 ) -> tuple[dict[str, np.ndarray], str | None]:
     """The columns of a chunk file and None, or what is wrong with it (the file is then not used).
 
@@ -338,13 +508,13 @@ def _read_chunk(
         return {}, f"holds chunk {tuple(stored['key'].tolist())}, not {key}"
     if str(stored["fingerprint"]) != fingerprint:
         return {}, "written by another sweep (fingerprint differs)"
-    missing = [name for name in COLUMNS if name not in stored]
+    missing = [name for name in columns if name not in stored]
     if missing:
         return {}, f"lacks the column(s) {', '.join(missing)}"
-    short = {name: stored[name].shape for name in COLUMNS if stored[name].shape != (rows,)}
+    short = {name: stored[name].shape for name in columns if stored[name].shape != (rows,)}
     if short:
         return {}, f"columns of the wrong length (expected {rows} rows): {short}"
-    return {name: stored[name] for name in COLUMNS}, None
+    return {name: stored[name] for name in columns}, None
 
 
 def _remove_orphaned_writes(folder: Path) -> None:
@@ -463,7 +633,7 @@ def run_sweep(
     done = {} if store is None else store.finished()
     todo = [key for key in sweep.chunks() if key not in done]
     try:
-        with _progress(len(sweep.chunks()), progress, sweep.problem) as bar:
+        with _progress(len(sweep.chunks()), progress, sweep.problem_name) as bar:
             bar.update(len(done))
             claim = (lambda key: True) if store is None else store.claim
             for key, columns in _execute(sweep, todo, executor, jobs, claim):
@@ -484,7 +654,7 @@ def run_sweep(
             store.release_all()
     ordered = [done[key] for key in sweep.chunks()]
     return SweepResult(
-        {name: np.concatenate([c[name] for c in ordered]) for name in COLUMNS}, sweep
+        {name: np.concatenate([c[name] for c in ordered]) for name in sweep.columns}, sweep
     )
 
 
@@ -504,15 +674,22 @@ class _ChunkStore:
     """
 
     def __init__(self, folder: Path, sweep: Sweep) -> None:
+        try:
+            text = sweep.to_json()
+        except TypeError as err:
+            raise TypeError(
+                f"{err}. A sweep folder (out={str(folder)!r}) records a fingerprint of everything "
+                "that defines the sweep; without out= the sweep runs in memory"
+            ) from None
         folder.mkdir(parents=True, exist_ok=True)
         spec = folder / "sweep.json"
-        if spec.exists() and spec.read_text() != sweep.to_json():
+        if spec.exists() and spec.read_text() != text:
             raise ValueError(f"out folder {folder} holds a different sweep; use another folder")
-        spec.write_text(sweep.to_json())
+        spec.write_text(text)
         _remove_orphaned_writes(folder)
         self.folder, self.sweep = folder, sweep
-        self.fingerprint = _fingerprint(sweep)
-        self.rows = _chunk_rows(sweep)
+        self.fingerprint = hashlib.sha256(text.encode()).hexdigest()  # of everything defining it
+        self.rows = int(np.prod([len(values) for values in sweep.axes.values()]))
         self.claimed: set[tuple[int, int]] = set()
 
     def _path(self, key: tuple[int, int]) -> Path:
@@ -527,7 +704,7 @@ class _ChunkStore:
         path = self._path(key)
         if not path.exists():
             return None
-        columns, problem = _read_chunk(path, key, self.fingerprint, self.rows)
+        columns, problem = _read_chunk(path, key, self.fingerprint, self.sweep.columns, self.rows)
         if problem is not None:
             if warn:
                 warnings.warn(f"{path}: {problem}; recomputing it", StoreWarning, stacklevel=4)

@@ -1,8 +1,10 @@
 """Shared fixtures: the reference data kept in ``tests/data`` (see its README for where each file came
-from)."""
+from), and waiting on a sweep run in a subprocess."""
 
 from __future__ import annotations
 
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -23,3 +25,18 @@ def data_file():
         return path
 
     return find
+
+
+@pytest.fixture(scope="session")
+def await_chunks():
+    """``await_chunks(proc, out, count, seconds=120)``: wait until the sweep running in ``proc`` has
+    written ``count`` chunk files into ``out``; fails if it ends first or takes longer."""
+
+    def wait(proc: subprocess.Popen, out: Path, count: int, seconds: float = 120) -> None:
+        deadline = time.monotonic() + seconds
+        while len(list(out.glob("chunk-*.npz"))) < count:
+            assert proc.poll() is None, "the sweep finished before it could be interrupted"
+            assert time.monotonic() < deadline, f"not {count} chunks within {seconds} s"
+            time.sleep(0.05)
+
+    return wait

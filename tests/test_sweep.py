@@ -79,14 +79,10 @@ run_sweep(sweep, sys.argv[1])
 
 
 @pytest.mark.slow
-def test_killed_sweep_resumes_without_loss_or_duplicates(tmp_path: Path) -> None:
+def test_killed_sweep_resumes_without_loss_or_duplicates(tmp_path: Path, await_chunks) -> None:
     out = tmp_path / "sweep"
     proc = subprocess.Popen([sys.executable, "-c", SCRIPT, str(out)], start_new_session=True)
-    deadline = time.monotonic() + 120
-    while len(list(out.glob("chunk-*.npz"))) < 3:
-        assert proc.poll() is None, "the sweep finished before it could be interrupted"
-        assert time.monotonic() < deadline, "no chunk was written within two minutes"
-        time.sleep(0.05)
+    await_chunks(proc, out, 3)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     finished = sorted(out.glob("chunk-*.npz"))
@@ -252,7 +248,7 @@ def test_two_runners_on_one_folder_share_the_work(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_a_killed_parent_leaves_no_pool_worker_behind(tmp_path: Path) -> None:
+def test_a_killed_parent_leaves_no_pool_worker_behind(tmp_path: Path, await_chunks) -> None:
     """SIGKILL of the sweep's process alone (not its group): its pool's workers exit by themselves."""
     script = SCRIPT.replace(
         "run_sweep(sweep, sys.argv[1])", "run_sweep(sweep, sys.argv[1], jobs=2)"
@@ -260,10 +256,7 @@ def test_a_killed_parent_leaves_no_pool_worker_behind(tmp_path: Path) -> None:
     out = tmp_path / "sweep"
     proc = subprocess.Popen([sys.executable, "-c", script, str(out)], start_new_session=True)
     try:
-        deadline = time.monotonic() + 120
-        while not list(out.glob("chunk-*.npz")):
-            assert proc.poll() is None and time.monotonic() < deadline
-            time.sleep(0.05)
+        await_chunks(proc, out, 1)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         deadline = time.monotonic() + 10
