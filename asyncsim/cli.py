@@ -322,17 +322,26 @@ def _add_figures(subparsers: argparse._SubParsersAction) -> None:
         metavar="NAME",
         help="make only this figure (repeatable; default: all)",
     )
+    _add_run_options(sub, "figures", "about a minute")
+    sub.add_argument(
+        "--seed", type=_integer(0), default=0, help="root seed (default 0: the committed figures)"
+    )
+    sub.set_defaults(handler=_figures, command_parser=sub)
+
+
+def _add_run_options(sub: argparse.ArgumentParser, folder: str, quick_time: str) -> None:
+    """``--scale``, ``--out`` (default ``folder/``) and ``--jobs`` of the commands that run experiments."""
     sub.add_argument(
         "--scale",
         choices=FIGURE_SCALES,
         default="quick",
-        help="quick (default: about a minute on two cores) or full (the grids of theory/README.md §5)",
+        help=f"quick (default: {quick_time} on two cores) or full (the grids of theory/README.md §5)",
     )
     sub.add_argument(
         "--out",
         type=_output_folder,
-        default=Path("figures"),
-        help="output folder, created if missing (default: figures/ in the current directory)",
+        default=Path(folder),
+        help=f"output folder, created if missing (default: {folder}/ in the current directory)",
     )
     sub.add_argument(
         "--jobs",
@@ -340,10 +349,6 @@ def _add_figures(subparsers: argparse._SubParsersAction) -> None:
         default=_available_cpus(),
         help="worker processes (default: the CPUs available, here %(default)s)",
     )
-    sub.add_argument(
-        "--seed", type=_integer(0), default=0, help="root seed (default 0: the committed figures)"
-    )
-    sub.set_defaults(handler=_figures, command_parser=sub)
 
 
 def _available_cpus() -> int:
@@ -372,9 +377,64 @@ def _figures(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- claims
+def _add_claims(subparsers: argparse._SubParsersAction) -> None:
+    sub = subparsers.add_parser(
+        "claims",
+        help="measure every claim of the papers and give each its verdict",
+        description=(
+            "Measure each claim of the papers in the simulator and decide its verdict (reproduced, "
+            "partly, refuted) by the rule written for it: a threshold on the measured effect and its "
+            "95% bootstrap interval over seeds. Prints the table and writes claims.csv and "
+            "claims.md into the output folder."
+        ),
+    )
+    sub.add_argument(
+        "--seeds",
+        type=_integer(1),
+        default=1,
+        help="root seeds 0..N-1 (default 1); a claim whose verdict differs between them is 'partly'",
+    )
+    sub.add_argument(
+        "--only",
+        action="append",
+        default=None,
+        metavar="ID",
+        help="check only this claim (repeatable)",
+    )
+    _add_run_options(sub, "claims", "a few minutes")
+    sub.set_defaults(handler=_claims, command_parser=sub)
+
+
+def _claims(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from asyncsim.experiments.claims import CLAIMS, check_claims, to_frame, to_markdown
+
+    ids = [claim.id for claim in CLAIMS]
+    for claim_id in args.only or ():
+        if claim_id not in ids:
+            parser.error(f"argument --only: must be one of {', '.join(ids)}; got {claim_id}")
+    print(
+        f"asyncsim claims: {len(args.only) if args.only else len(ids)} claim(s) at scale "
+        f"{args.scale}, {args.seeds} root seed(s), {args.jobs} job(s), into {args.out}/",
+        flush=True,
+    )
+    rows = []
+    for row in check_claims(scale=args.scale, roots=args.seeds, only=args.only, jobs=args.jobs):
+        rows.append(row)
+        print(
+            f"  {row['verdict']:<10} {row['id']}: {row['measured']} {row['interval']}", flush=True
+        )
+    args.out.mkdir(parents=True, exist_ok=True)
+    to_frame(rows).to_csv(args.out / "claims.csv", index=False)
+    (args.out / "claims.md").write_text(to_markdown(rows))
+    print(f"wrote {args.out / 'claims.csv'} and {args.out / 'claims.md'}")
+    return 0
+
+
 _COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     _add_staleness,
     _add_figures,
+    _add_claims,
 )
 """Subcommand registrars, in the order of ``asyncsim --help``."""
 

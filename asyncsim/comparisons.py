@@ -20,6 +20,7 @@ so the grids and YellowFin see independent traces and noise of the same law.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +31,7 @@ from asyncsim._validate import check_array, check_int
 from asyncsim.cluster import ClusterConfig, simulate
 from asyncsim.engine import run
 from asyncsim.measure import iterations_to_target
+from asyncsim.optim import GradientTransformation
 from asyncsim.problems import make_problem
 from asyncsim.sweep import Sweep, chunk_streams, run_sweep
 from asyncsim.trace import Trace
@@ -267,7 +269,7 @@ class TunerComparison:
 
 
 def compare_tuners(
-    problem: str,
+    problem: Any,
     *,
     n_workers: int = 1,
     seeds: int = 4,
@@ -278,6 +280,7 @@ def compare_tuners(
     adam_lrs: Any = None,
     rng: Any = 0,
     seed: Any = None,
+    tuner: Callable[..., GradientTransformation] = yellowfin_tuner,
     **options: Any,
 ) -> TunerComparison:
     """Measure YellowFin against grid-tuned momentum SGD and Adam: median updates to the target.
@@ -289,8 +292,8 @@ def compare_tuners(
 
     Parameters
     ----------
-    problem : str
-        A reference problem (``"nq50"``, ``"digits-mlp"``).
+    problem : str or Problem
+        A reference problem (``"nq50"``, ``"digits-mlp"``) or any problem instance.
     n_workers : int
         Asynchronous workers M (event traces of the cluster model; 1: no staleness).
     seeds : int
@@ -307,7 +310,10 @@ def compare_tuners(
     seed : int >= 0 or None
         Deprecated spelling of ``rng`` (a DeprecationWarning; removed in the next release).
     **options
-        Arguments of :func:`asyncsim.yellowfin.yellowfin_tuner`.
+        Arguments of ``tuner``.
+    tuner : callable
+        The tuner measured: a factory ``(**options) -> GradientTransformation`` (default
+        :func:`asyncsim.yellowfin.yellowfin_tuner`).
 
     Returns
     -------
@@ -342,12 +348,12 @@ def compare_tuners(
         Sweep(lrs=adam_lrs, momenta=(0.0,), optimizer="adam", **common),
     )
     grids = tuple(run_sweep(sweep) for sweep in sweeps)
-    nq = make_problem(problem)
+    nq = sweeps[0].make_problem()
     streams = [chunk_streams(sweeps[0], 0, s) for s in range(n_seeds)]  # the grids' own streams
     traces = [_staleness(staleness, m, steps, trace_seq) for trace_seq, _ in streams]
     history = run(
         nq,
-        yellowfin_tuner(**options),
+        tuner(**options),
         traces,
         steps,
         rng=[noise_seq for _, noise_seq in streams],

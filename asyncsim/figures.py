@@ -2,10 +2,9 @@ r"""The teaching figures: each claim of [AbM]_ and [YF]_ measured in the simulat
 
 Every figure has a ``make_<name>(*, scale, rng, jobs, ...)`` that returns a :class:`FigureResult`: the
 matplotlib figure and the tidy table behind it (a :class:`pandas.DataFrame`, one row per plotted
-point). The figure is drawn by panel functions ``plot_<panel>(data, ax=None) -> ax`` from that table
-alone, so what a figure shows can be checked from its data. Where ``theory`` predicts a quantity, the
-prediction is drawn beside the measurement (this module is the one part of asyncsim that imports
-``theory``; the simulator never does).
+point). The tables come from :mod:`asyncsim.experiments` (where ``theory``'s predictions are set beside
+the measurements); this module only draws: panel functions ``plot_<panel>(data, ax=None) -> ax`` draw
+from the table alone, so what a figure shows can be checked from its data.
 
 ==================  ============================================================================
 name                claim
@@ -34,13 +33,12 @@ References
 
 from __future__ import annotations
 
-import contextlib
-import time
+import functools
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -48,18 +46,22 @@ from matplotlib import colormaps, style
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-import theory
-from asyncsim._rng import SeedRecord, stream
-from asyncsim._validate import check_choice, check_int, check_rng
-from asyncsim.cluster import ClusterConfig, simulate
-from asyncsim.comparisons import compare_tuners
-from asyncsim.distributions import Deterministic, Uniform
-from asyncsim.engine import run
-from asyncsim.measure import contraction_rate, iterations_to_target
-from asyncsim.optim import heavy_ball
-from asyncsim.problems import NoisyQuadratic, make_problem
-from asyncsim.sweep import Sweep, SweepResult, _init_pool_worker, run_sweep
-from asyncsim.yellowfin import yellowfin_tuner
+from asyncsim import experiments
+from asyncsim._rng import SeedRecord
+from asyncsim._validate import check_choice
+from asyncsim.experiments import (
+    GROUP_SETTINGS,
+    MU_GRID,
+    NEAR_OPTIMAL,
+    SCALES,
+    TUNINGS,
+    Once,
+    concurrently,
+    root_seed,
+)
+
+if TYPE_CHECKING:
+    from asyncsim.sweep import SweepResult  # the type of a shared sweep, not a dependency
 
 __all__ = [
     "FIGURES",
@@ -78,7 +80,6 @@ __all__ = [
     "make_staleness",
     "make_total_momentum",
     "make_tuners",
-    "nq50_sweep",
     "plot_closed_loop_loss",
     "plot_closed_loop_momentum",
     "plot_explicit_momentum",
@@ -96,159 +97,6 @@ __all__ = [
 
 STYLE = Path(__file__).with_name("style.mplstyle")
 """The one style file of the figures."""
-
-SCALES = ("quick", "full")
-"""Scales of :func:`make_figures` and every ``make_<name>``."""
-
-MU_GRID = (-0.9, -0.675, -0.45, -0.225, 0.0, 0.225, 0.45, 0.675, 0.9)
-"""The explicit momenta of theory/README.md §5."""
-
-NEAR_OPTIMAL = 0.05
-"""Tolerance of the near-optimal band: momenta whose best median iterations are within 5% of the best."""
-
-
-def _lr_grid(low: float, high: float) -> tuple[float, ...]:
-    """Step sizes 2^low ... 2^high by factors √2 (theory/README.md §5)."""
-    return tuple(float(a) for a in 2.0 ** np.arange(low, high + 0.01, 0.5))
-
-
-def _scales(quick: dict[str, Any], **full: Any) -> dict[str, dict[str, Any]]:
-    """The settings of both scales: ``full`` is ``quick`` with the given changes."""
-    return {"quick": quick, "full": quick | full}
-
-
-_SINGLE_RUN = {  # the single-run optimum of theory/README.md §3: noiseless nq50, relative distance 1e-6
-    "lrs": _lr_grid(-4, 1),
-    "seeds": 8,
-    "budget": {1: 500, 2: 1300, 4: 2300, 8: 4000, 16: 5500},  # updates per M: ~2x the best
-    "record_every": 5,
-    "target": 1e-6,
-}
-_DIGITS = {
-    "workers": (1, 4, 16),
-    "lrs": tuple(2.0 ** np.arange(-2, 2.01, 1.0)),
-    "momenta": MU_GRID[::2],
-    "seeds": 3,
-    "steps": 1600,
-    "record_every": 10,
-}
-
-# Settings per figure and scale. "quick" keeps the claims' resolution where they need it (128 seeds and
-# record_every 2 for nq50) and trims what they do not (α outside the useful range, long budgets).
-_SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
-    "staleness": _scales({"updates": 20_000, "max_workers": 16}, updates=400_000),
-    "nq50": _scales(  # the noisy-quadratic sweep shared by "momentum" and "penalty"
-        {
-            "workers": (1, 2, 4, 8, 16),
-            "lrs": _lr_grid(-6.5, -0.5),
-            # 128 seeds, not the 32 of theory/README.md §5: the landscape is flat at high M (every μ in
-            # [-0.225, 0.675] within 3% at M = 4), and with 32 seeds the grid's argmin jumps by
-            # two grid steps between root seeds; with 128 it is non-increasing within one grid
-            # step in 97% of bootstrap resamples and negative at M = 16 in 99%
-            "seeds": 128,
-            "steps": 1200,
-            "record_every": 2,
-        },
-        workers=(1, 2, 4, 8, 16, 32),
-        lrs=_lr_grid(-13, 1),
-        steps=3000,  # the best runs need 300-700 updates; slower ones count as not reaching it
-        record_every=1,
-    ),
-    "momentum": _scales(
-        {"single_run": _SINGLE_RUN, "digits": _DIGITS},
-        single_run=_SINGLE_RUN
-        | {
-            "lrs": _lr_grid(-8, 1),
-            "seeds": 32,
-            "budget": {1: 800, 2: 2000, 4: 3500, 8: 6000, 16: 9000, 32: 15000},
-            "record_every": 1,
-        },
-        digits=_DIGITS
-        | {
-            "workers": (1, 2, 4, 8, 16),
-            "lrs": _lr_grid(-4, 3),
-            "momenta": MU_GRID,
-            "seeds": 8,
-            "steps": 4000,
-            "record_every": 5,
-        },
-    ),
-    "penalty": _scales({}),
-    "robust_region": _scales(
-        {"momenta": (0.36, 0.64, 0.81), "inside": 6, "steps": 1500, "grid": (80, 50)},
-        momenta=(0.25, 0.36, 0.49, 0.64, 0.81),
-        inside=10,
-        steps=3000,
-    ),
-    "total_momentum": _scales(
-        {
-            "workers": (1, 2, 4, 8, 16),
-            "momenta": (-0.5, -0.25, 0.0, 0.25, 0.5, 0.75),
-            "lr": 0.05,
-            "seeds": 2,
-            "steps": 6000,
-            "record_every": 10,
-        },
-        workers=(1, 2, 4, 8, 16, 32),
-        seeds=8,
-        steps=20_000,
-    ),
-    "closed_loop": _scales(
-        {
-            "workers": 16,
-            "target": 0.9,
-            "gains": (0.01, 0.05),
-            "shown_gain": 0.05,
-            "lr_init": 1e-4,
-            "seeds": 4,
-            "steps": 6000,
-            "record_every": 10,
-            "band": 0.1,
-        },
-        gains=(0.01, 0.05, 0.1),
-        seeds=16,
-        steps=20_000,
-    ),
-    "tuners": _scales(
-        {
-            "workers": (1, 16),
-            "seeds": 4,
-            "steps": 2500,
-            "record_every": 5,
-            "lrs": _lr_grid(-6, 0.5),
-            "adam_lrs": _lr_grid(-9, -2),
-        },
-        workers=(1, 4, 16),
-        seeds=32,
-        steps=6000,
-        record_every=2,
-        lrs=_lr_grid(-13, 1),
-        adam_lrs=_lr_grid(-13, -1),
-    ),
-    "groups": _scales(
-        {"lrs": _lr_grid(-5, 1.5), "seeds": 8, "steps": 1500, "record_every": 2},
-        lrs=_lr_grid(-8, 2),
-        seeds=32,
-        steps=4000,
-        record_every=1,
-    ),
-}
-
-#: YellowFin settings compared in the "tuners" figure: (label, options of
-#: :func:`~asyncsim.yellowfin.yellowfin_tuner`).
-_TUNER_VARIANTS: tuple[tuple[str, dict[str, Any]], ...] = (
-    ("YellowFin (paper, α₀ = 1)", {}),
-    ("YellowFin (paper, α₀ = 1e-4)", {"lr_init": 1e-4}),
-)
-
-#: Hardware settings of the "groups" figure: (label, cluster of 16 workers).
-GROUP_SETTINGS: tuple[tuple[str, ClusterConfig], ...] = (
-    ("Exp(1) compute, no server cost", ClusterConfig(16)),
-    (
-        "Exp(1) compute, server busy 0.2 per apply",
-        ClusterConfig(16, server_time=Deterministic(0.2)),
-    ),
-)
 
 
 # ------------------------------------------------------------------------------------------ results
@@ -279,81 +127,6 @@ class FigureResult:
 
 
 # ------------------------------------------------------------------------------------------ running
-class _Runner:
-    """Where a figure's work runs: on an executor (chunks of sweeps and whole tasks, queued together)
-    with threads that wait on it, or all in this process, one thing after another."""
-
-    def __init__(self, executor: Executor | None, progress: bool | None) -> None:
-        self.executor = executor
-        self.progress = progress
-        self.threads = None if executor is None else ThreadPoolExecutor(32)
-
-    def sweep(self, sweep: Sweep) -> SweepResult:
-        return run_sweep(sweep, executor=self.executor, progress=self.progress)
-
-    def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
-        """``fn(*args)`` as a future: queued on the executor, or run now in this process."""
-        if self.executor is not None:
-            return self.executor.submit(fn, *args)
-        return _done(fn, *args)
-
-    def background(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future:
-        """``fn(*args, **kwargs)`` in a thread of this process, for work that itself waits on the
-        executor (a sweep); run now without an executor."""
-        if self.threads is not None:
-            return self.threads.submit(fn, *args, **kwargs)
-        return _done(fn, *args, **kwargs)
-
-    def map(self, fn: Callable[..., Any], calls: Sequence[tuple]) -> list[Any]:
-        """``[fn(*args) for args in calls]``, on the executor when there is one."""
-        return [f.result() for f in [self.submit(fn, *args) for args in calls]]
-
-    def call(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return self.submit(fn, *args).result()
-
-
-def _done(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future:
-    future: Future = Future()
-    future.set_result(fn(*args, **kwargs))
-    return future
-
-
-@contextlib.contextmanager
-def _runner(jobs: int, executor: Executor | None, progress: bool | None) -> Iterator[_Runner]:
-    """A runner on ``executor``, or on a pool of ``jobs`` processes (one BLAS thread each) owned here."""
-    jobs = check_int("jobs", jobs, low=1)
-    with contextlib.ExitStack() as stack:
-        if executor is None and jobs > 1:
-            executor = stack.enter_context(ProcessPoolExecutor(jobs, initializer=_init_pool_worker))
-            # Start the workers now, from this one thread: forked later, while threads of the runner
-            # hold locks, a child can inherit a held lock and hang.
-            executor.submit(int).result()
-        runner = _Runner(executor, progress)
-        if runner.threads is not None:
-            stack.enter_context(runner.threads)
-        yield runner
-
-
-def _root_seed(rng: Any) -> int:
-    """The root seed of a figure: an int as given, else one drawn from ``default_rng(rng)``."""
-    rng = check_rng("rng", rng)
-    if isinstance(rng, int):
-        return rng
-    return int(np.random.default_rng(rng).integers(2**31))
-
-
-def _settings(name: str, scale: str) -> dict[str, Any]:
-    check_choice("scale", scale, SCALES)
-    return _SETTINGS[name][scale]
-
-
-def _stream(root: int, name: str, *labels: int | str) -> np.random.SeedSequence:
-    """The stream of figure ``name`` keyed by value from ``labels`` (:func:`asyncsim._rng.stream`), so
-    adding a figure or a case changes no other; sweeps take ``root`` as their seed and key their own
-    chunks."""
-    return stream(np.random.SeedSequence(root), name, *labels)
-
-
 def _finish(
     data: pd.DataFrame, draw: Callable[[pd.DataFrame], Figure], **attrs: Any
 ) -> FigureResult:
@@ -361,24 +134,6 @@ def _finish(
     with style.context(STYLE):
         fig = draw(data)
     return FigureResult(fig, data)
-
-
-def _curvatures(name: str, **options: Any) -> np.ndarray:
-    """Hessian eigenvalues of a reference quadratic (theory's input)."""
-    problem = make_problem(name, **options)
-    if not isinstance(problem, NoisyQuadratic):
-        raise TypeError(f"{name!r} is not a quadratic with a known spectrum")
-    return np.asarray(problem.curvatures)
-
-
-def _quantiles(values: np.ndarray, q: Sequence[float]) -> np.ndarray:
-    """Quantiles ``q`` over the last axis ignoring NaN, shape ``(len(q), ...)``; NaN where a row has no
-    finite value (the estimator's first records)."""
-    values = np.where(np.isfinite(values), values, np.nan)
-    out = np.full((len(q), *values.shape[:-1]), np.nan)
-    rows = ~np.isnan(values).all(axis=-1)
-    out[:, rows] = np.nanquantile(values[rows], q, axis=-1)
-    return out
 
 
 def _axes(ax: Axes | None) -> Axes:
@@ -431,7 +186,8 @@ _COMMON_PARAMETERS = """
     progress : bool or None
         Progress bars of the sweeps (default: on a terminal, not in CI).
     sweep : SweepResult or None
-        ``momentum`` and ``penalty`` only: a precomputed :func:`nq50_sweep` to share.
+        ``momentum`` and ``penalty`` only: a precomputed
+        :func:`asyncsim.experiments.momentum_sweep` to share.
 
     Returns
     -------
@@ -454,9 +210,14 @@ def _maker(name: str, doc: str) -> Callable[..., FigureResult]:
     ) -> FigureResult:
         if sweep is not None and name not in _USES_NQ50:
             raise ValueError(f"sweep is only taken by {' and '.join(_USES_NQ50)}, not {name!r}")
-        return _make(
-            name, scale=scale, rng=rng, jobs=jobs, executor=executor, progress=progress, sweep=sweep
+        check_choice("scale", scale, SCALES)
+        root = root_seed(rng)
+        nq50 = _nq50_once(scale, root, progress) if sweep is None else Once(lambda _: sweep)
+        task = functools.partial(_COMPUTE[name], scale, root, progress, nq50)
+        ((_, data, _),) = concurrently(
+            {name: task}, jobs=jobs, executor=executor, progress=progress
         )
+        return _finish(data, _DRAW[name], figure=name, scale=scale, seed=str(SeedRecord(root)))
 
     make.__name__ = make.__qualname__ = f"make_{name}"
     make.__doc__ = doc.rstrip() + _COMMON_PARAMETERS
@@ -464,44 +225,6 @@ def _maker(name: str, doc: str) -> Callable[..., FigureResult]:
 
 
 # ------------------------------------------------------------------------------------------ 1 staleness
-def _staleness_case(
-    compute: str, config: ClusterConfig, updates: int, seq: np.random.SeedSequence
-) -> pd.DataFrame:
-    """Empirical staleness law of one cluster beside the geometric law of its worker count."""
-    m = config.n_workers
-    trace = simulate(config, updates, rng=seq)
-    skip = 20 * m  # warm-up: the first writes read version 0
-    tau = trace.staleness[skip:]
-    lags = np.arange(int(tau.max()) + 1)
-    empirical = np.bincount(tau, minlength=lags.size) / tau.size
-    geometric = theory.staleness_pmf(lags, m)
-    distance = 0.5 * (np.abs(empirical - geometric).sum() + (1.0 - geometric.sum()))
-    shown = (
-        lags <= max(1, int(np.ceil(np.log(1e-3) / np.log(1.0 - 1.0 / m)))) if m > 1 else lags < 2
-    )
-    return pd.DataFrame(
-        {
-            "compute": compute,
-            "workers": m,
-            "lag": lags[shown],
-            "empirical": empirical[shown],
-            "geometric": geometric[shown],
-            "mean": tau.mean(),
-            "geometric_mean": float(theory.staleness_mean(m)),
-            "tv_distance": distance,
-        }
-    )
-
-
-def _compute_staleness(s: dict, root: int, runner: _Runner) -> pd.DataFrame:
-    workers = range(1, s["max_workers"] + 1)
-    cases = [("exponential", ClusterConfig(m)) for m in workers]
-    cases.append(("uniform [0.5, 1.5]", ClusterConfig(4, compute=Uniform(0.5, 1.5))))
-    calls = [
-        (label, config, s["updates"], _stream(root, "staleness", label, config.n_workers))
-        for label, config in cases
-    ]
-    return pd.concat(runner.map(_staleness_case, calls), ignore_index=True)
 
 
 def plot_staleness_pmf(data: pd.DataFrame, ax: Axes | None = None) -> Axes:
@@ -577,133 +300,7 @@ make_staleness = _maker(
 )
 
 
-# ------------------------------------------------------------------------------------------ nq50 sweep
-def nq50_sweep(
-    *,
-    scale: str = "quick",
-    rng: Any = None,
-    jobs: int = 1,
-    executor: Executor | None = None,
-    progress: bool | None = None,
-) -> SweepResult:
-    """The grid search on ``nq50`` behind the ``momentum`` and ``penalty`` figures (compute it once
-    and pass it to both as ``sweep=``): M × α × the nine μ of theory/README.md §5 × 128 seeds."""
-    s = _settings("nq50", scale)
-    sweep = Sweep(
-        "nq50",
-        lrs=s["lrs"],
-        momenta=MU_GRID,
-        workers=s["workers"],
-        seeds=s["seeds"],
-        steps=s["steps"],
-        record_every=s["record_every"],
-        seed=_root_seed(rng),
-    )
-    with _runner(jobs, executor, progress) as runner:
-        return runner.sweep(sweep)
-
-
-def _grid_optimum(result: SweepResult, tolerance: float = NEAR_OPTIMAL) -> pd.DataFrame:
-    """Per staleness point: the best (α, μ) by median iterations, and the band of μ within
-    ``tolerance`` of the best (each μ at its own best α)."""
-    med = result.median_iterations()  # (points, lrs, momenta)
-    per_mu = med.min(axis=1)
-    momenta = np.asarray(result.sweep.momenta)
-    best = result.best()
-    rows = []
-    for p, (m, g) in enumerate(result.sweep.points()):
-        near = momenta[per_mu[p] <= (1.0 + tolerance) * per_mu[p].min()]
-        rows.append(
-            {
-                "workers": m if result.sweep.groups is None else g,
-                "momentum": best["momentum"][p],
-                "lr": best["lr"][p],
-                "iterations": best["iterations"][p],
-                "band_low": near.min() if near.size else np.nan,
-                "band_high": near.max() if near.size else np.nan,
-            }
-        )
-    return pd.DataFrame(rows)
-
-
-def _theory_explicit(curvatures: np.ndarray, workers: np.ndarray) -> pd.DataFrame:
-    """Expected-dynamics optimum of the explicit momentum (and the additive rule) per M."""
-    mu_s = theory.implicit_momentum(workers)
-    opt = theory.optimal_explicit_momentum(mu_s, curvatures)
-    single = theory.optimal_explicit_momentum(0.0, curvatures)
-    return pd.DataFrame(
-        {
-            "workers": workers,
-            "momentum": opt.mu_l,
-            "lr": opt.alpha,
-            "rate": opt.rate,
-            "additive_rule": theory.additive_rule(float(single.mu_l), mu_s),
-        }
-    )
-
-
 # ------------------------------------------------------------------------------------------ 2 momentum
-def _single_run_sweeps(s: dict, root: int) -> list[Sweep]:
-    """The single-run optimum of theory/README.md §3 on noiseless nq50: median iterations to
-    ‖w - w*‖ ≤ 1e-6 ‖w_0 - w*‖; one sweep per M with its own budget (M = 1 has no randomness: one seed)."""
-    return [
-        Sweep(
-            "nq50",
-            lrs=s["lrs"],
-            momenta=MU_GRID,
-            workers=(m,),
-            seeds=1 if m == 1 else s["seeds"],
-            steps=budget,
-            record_every=s["record_every"],
-            target=s["target"],
-            metric="distance",
-            problem_options=(("noise", 0.0),),
-            seed=root,
-        )
-        for m, budget in s["budget"].items()
-    ]
-
-
-def _digits_sweep(d: dict, root: int) -> Sweep:
-    """The digits-mlp grid of the momentum figure at settings ``d`` and root seed ``root``."""
-    return Sweep(
-        "digits-mlp",
-        lrs=d["lrs"],
-        momenta=d["momenta"],
-        workers=d["workers"],
-        seeds=d["seeds"],
-        steps=d["steps"],
-        record_every=d["record_every"],
-        seed=root,
-    )
-
-
-def _compute_momentum(
-    s: dict, root: int, runner: _Runner, nq50: SweepResult | Future
-) -> pd.DataFrame:
-    digits = runner.background(runner.sweep, _digits_sweep(s["digits"], root))
-    single = [
-        runner.background(runner.sweep, sw) for sw in _single_run_sweeps(s["single_run"], root)
-    ]
-    workers = np.array(list(s["single_run"]["budget"]))
-    fine = np.unique(np.round(np.concatenate([np.geomspace(1, workers.max(), 13), workers]), 9))
-    theory_rows = runner.submit(_theory_explicit, _curvatures("nq50"), fine)
-    nq50 = nq50.result() if isinstance(nq50, Future) else nq50
-    theory_rows = theory_rows.result()
-    frames = [
-        _grid_optimum(nq50).assign(problem="nq50", kind="grid"),
-        pd.concat([_grid_optimum(f.result()) for f in single]).assign(
-            problem="nq50", kind="single-run"
-        ),
-        theory_rows.drop(columns="additive_rule").assign(problem="nq50", kind="expected-dynamics"),
-        theory_rows[["workers"]].assign(
-            momentum=theory_rows["additive_rule"], problem="nq50", kind="additive-rule"
-        ),
-        _grid_optimum(digits.result()).assign(problem="digits-mlp", kind="grid"),
-    ]
-    data = pd.concat(frames, ignore_index=True)
-    data.insert(2, "implicit", 1.0 - 1.0 / data["workers"])
-    return data[["problem", "kind", *[c for c in data.columns if c not in ("problem", "kind")]]]
 
 
 def _grid_rows(data: pd.DataFrame, problem: str, kind: str) -> pd.DataFrame:
@@ -828,55 +425,15 @@ make_momentum = _maker(
 
 
 # ------------------------------------------------------------------------------------------ 3 penalty
-_TUNINGS = (
-    ("μ = 0.9 fixed", (0.9,)),
-    ("tuned over μ ≥ 0", "nonnegative"),
-    ("tuned over all μ", None),
-)
-
-
-def _compute_penalty(
-    s: dict, root: int, runner: _Runner, nq50: SweepResult | Future
-) -> pd.DataFrame:
-    nq50 = nq50.result() if isinstance(nq50, Future) else nq50
-    workers = np.array(nq50.sweep.workers)
-    momenta = np.array(nq50.sweep.momenta)
-    frames = []
-    for label, allowed in _TUNINGS:
-        chosen = momenta[momenta >= 0] if allowed == "nonnegative" else allowed
-        best = nq50.best(momenta=chosen)
-        frames.append(
-            pd.DataFrame(
-                {
-                    "tuning": label,
-                    "workers": workers,
-                    "momentum": best["momentum"],
-                    "lr": best["lr"],
-                    "iterations": best["iterations"],
-                    "penalty": best["iterations"] / best["iterations"][0],
-                }
-            )
-        )
-    predicted = runner.call(theory.predicted_penalty, workers, _curvatures("nq50"))
-    frames.append(
-        pd.DataFrame(
-            {
-                "tuning": "theory: tuned μ (expected dynamics)",
-                "workers": workers,
-                "penalty": predicted,
-            }
-        )
-    )
-    return pd.concat(frames, ignore_index=True)
 
 
 def plot_penalty(data: pd.DataFrame, ax: Axes | None = None) -> Axes:
     """Iterations to target relative to M = 1 against M, per tuning, the chosen μ written beside."""
     ax = _axes(ax)
-    for i, (label, _) in enumerate(_TUNINGS):
+    for i, (label, _) in enumerate(TUNINGS):
         rows = data[data["tuning"] == label]
         ax.plot(rows["workers"], rows["penalty"], "o-", color=f"C{i}", label=label)
-        if label != _TUNINGS[0][0]:
+        if label != TUNINGS[0][0]:
             offset = 8 if i == 1 else -12
             for _, r in rows.iterrows():
                 ax.annotate(
@@ -915,68 +472,6 @@ make_penalty = _maker(
 
 
 # ------------------------------------------------------------------------------------------ 4 robust region
-def _compute_robust_region(s: dict, root: int, runner: _Runner) -> pd.DataFrame:
-    return runner.call(_robust_region_data, s)
-
-
-def _robust_region_data(s: dict) -> pd.DataFrame:
-    problem = make_problem("q10", kappa=5)
-    h = _curvatures("q10", kappa=5)
-    h_min, h_max = float(h.min()), float(h.max())
-
-    def radius(alpha: np.ndarray, mu: np.ndarray) -> np.ndarray:
-        return theory.spectral_radius(alpha[..., None], mu[..., None], h).max(axis=-1)
-
-    n_alpha, n_mu = s["grid"]
-    alphas = np.geomspace(0.02, 5.0, n_alpha)
-    mus = np.linspace(0.0, 0.98, n_mu)
-    a, m = (v.ravel() for v in np.meshgrid(alphas, mus))
-    heat = pd.DataFrame({"kind": "radius", "lr": a, "momentum": m, "rate": radius(a, m)})
-    edge_mu = np.linspace(0.0, 0.99, 100)
-    low = theory.robust_region(edge_mu, h_min)[0]
-    high = theory.robust_region(edge_mu, h_max)[1]
-    bounds = pd.DataFrame({"kind": "bounds", "momentum": edge_mu, "lower": low, "upper": high})
-    measured_mu, measured_lr = [], []
-    for mu in s["momenta"]:
-        lo, hi = theory.robust_region(mu, h_min)[0], theory.robust_region(mu, h_max)[1]
-        inside = np.geomspace(lo * 1.15, hi / 1.15, s["inside"])
-        below = lo * np.array([0.25, 0.5])
-        measured_lr += [*below, *inside]
-        measured_mu += [mu] * (below.size + inside.size)
-    lr, mu = np.array(measured_lr), np.array(measured_mu)
-    hist = run(
-        problem, heavy_ball(lr, mu), None, s["steps"], record_every=1, estimate_momentum=False
-    )
-    assert hist.distance is not None  # a quadratic knows its optimum
-    rate = contraction_rate(hist.distance[20:], hist.steps[20:])
-    lo_all = theory.robust_region(mu, h_min)[0]
-    hi_all = theory.robust_region(mu, h_max)[1]
-    measured = pd.DataFrame(
-        {
-            "kind": "measured",
-            "lr": lr,
-            "momentum": mu,
-            "rate": np.where(hist.diverged, np.inf, rate),
-            "predicted": radius(lr, mu),
-            "sqrt_momentum": np.sqrt(mu),
-            "inside": (lr >= lo_all) & (lr <= hi_all),
-        }
-    )
-    curve_lr = np.geomspace(0.01, 5.0, 200)
-    curves = [
-        pd.DataFrame(
-            {
-                "kind": "curve",
-                "lr": curve_lr,
-                "momentum": mu_c,
-                "rate": radius(curve_lr, np.full_like(curve_lr, mu_c)),
-            }
-        )
-        for mu_c in s["momenta"]
-    ]
-    data = pd.concat([heat, bounds, measured, *curves], ignore_index=True)
-    data.attrs["curvatures"] = h.tolist()
-    return data
 
 
 def plot_spectral_radius(data: pd.DataFrame, ax: Axes | None = None) -> Axes:
@@ -1054,52 +549,6 @@ make_robust_region = _maker(
 
 
 # ------------------------------------------------------------------------------------------ 5 total momentum
-def _total_momentum_data(s: dict, root: int) -> pd.DataFrame:
-    problem = make_problem("nq50")
-    cases = [("async", m) for m in s["workers"]] + [("sync", max(s["workers"]))]
-    mus = np.asarray(s["momenta"])
-    traces, explicit, keys = [], [], []
-    for mode, m in cases:
-        for k in range(s["seeds"]):
-            seq = _stream(root, "total_momentum", mode, m, k)
-            trace = simulate(ClusterConfig(m, mode=mode), s["steps"], rng=seq)
-            traces += [trace] * mus.size
-            explicit += list(mus)
-            keys += [(mode, m, k)] * mus.size
-    hist = run(
-        problem,
-        heavy_ball(s["lr"], np.array(explicit)),
-        traces,
-        s["steps"],
-        rng=_stream(root, "total_momentum", "noise"),
-        record_every=s["record_every"],
-        estimate_momentum=True,
-    )
-    late = hist.steps >= s["steps"] // 3  # past the transient: at the noise floor
-    total = _quantiles(hist["total_momentum"][late].T, (0.5, 0.1, 0.9))
-    per_run = pd.DataFrame(
-        {
-            "mode": [k[0] for k in keys],
-            "workers": [k[1] for k in keys],
-            "seed": [k[2] for k in keys],
-            "explicit": explicit,
-            "measured": total[0],
-            "low": total[1],
-            "high": total[2],
-            "diverged": hist.diverged,
-        }
-    )
-    data = per_run.groupby(["mode", "workers", "explicit"], as_index=False, sort=False).median()
-    data = data.drop(columns="seed")
-    data["writers"] = np.where(data["mode"] == "async", data["workers"], 1)
-    data["predicted"] = theory.total_momentum(
-        data["explicit"].to_numpy(), data["writers"].to_numpy()
-    )
-    return data
-
-
-def _compute_total_momentum(s: dict, root: int, runner: _Runner) -> pd.DataFrame:
-    return runner.call(_total_momentum_data, s, root)
 
 
 def plot_total_momentum(data: pd.DataFrame, ax: Axes | None = None) -> Axes:
@@ -1150,65 +599,6 @@ make_total_momentum = _maker(
 
 
 # ------------------------------------------------------------------------------------------ 6 closed loop
-def _closed_loop_data(s: dict, root: int) -> pd.DataFrame:
-    problem = make_problem("nq50")
-    m, n_seeds = s["workers"], s["seeds"]
-    gains = np.array([0.0, *s["gains"]])
-    traces = [
-        simulate(ClusterConfig(m), s["steps"], rng=_stream(root, "closed_loop", "trace", k))
-        for k in range(n_seeds)
-    ]
-    g_index, seed_index = (a.ravel() for a in np.indices((gains.size, n_seeds)))
-    hist = run(
-        problem,
-        yellowfin_tuner(
-            lr_init=s["lr_init"],
-            closed_loop=gains[g_index] > 0,
-            target_momentum=s["target"],
-            gain=gains[g_index],
-        ),
-        [traces[i] for i in seed_index],
-        s["steps"],
-        rng=[_stream(root, "closed_loop", "noise", k) for k in seed_index],
-        record_every=s["record_every"],
-        estimate_momentum=True,
-    )
-    shape = (hist.steps.size, gains.size, n_seeds)
-    its = iterations_to_target(hist, problem.target).reshape(gains.size, n_seeds)
-    frames = []
-    for j, gain in enumerate(gains):
-        total = _quantiles(hist["total_momentum"].reshape(shape)[:, j], (0.5, 0.0, 1.0))
-        frames.append(
-            pd.DataFrame(
-                {
-                    "loop": "open" if gain == 0 else f"closed, γ = {gain:g}",
-                    "gain": gain,
-                    "step": hist.steps,
-                    "target": hist["mu_star"].reshape(shape)[:, j].mean(axis=1),
-                    "total": total[0],
-                    "total_low": total[1],
-                    "total_high": total[2],
-                    "momentum": np.median(hist["momentum"].reshape(shape)[:, j], axis=1),
-                    "lr": np.median(hist["lr"].reshape(shape)[:, j], axis=1),
-                    "loss": np.median(hist.loss.reshape(shape)[:, j], axis=1),
-                    "iterations": np.median(its[j]),
-                    "reached": np.isfinite(its[j]).mean(),
-                    "diverged": hist.diverged.reshape(gains.size, n_seeds)[j].mean(),
-                }
-            )
-        )
-    data = pd.concat(frames, ignore_index=True)
-    data["loss_target"] = problem.target
-    data["fixed_point"] = 1.0 - m * (1.0 - s["target"])
-    data["workers"] = m
-    data["shown_gain"] = s["shown_gain"]
-    data["burn_in"] = 3 * m / s["shown_gain"]  # three time constants M/γ of the shown loop
-    data["band"] = s["band"]
-    return data
-
-
-def _compute_closed_loop(s: dict, root: int, runner: _Runner) -> pd.DataFrame:
-    return runner.call(_closed_loop_data, s, root)
 
 
 def plot_closed_loop_momentum(data: pd.DataFrame, ax: Axes | None = None) -> Axes:
@@ -1280,48 +670,6 @@ make_closed_loop = _maker(
 
 
 # ------------------------------------------------------------------------------------------ 7 tuners
-def _tuner_rows(s: dict, m: int, label: str, options: dict, root: int, grids: bool) -> pd.DataFrame:
-    """One :func:`compare_tuners` call; only the first call per M needs the grids."""
-    lrs, adam_lrs = (s["lrs"], s["adam_lrs"]) if grids else ((0.1,), (0.01,))
-    result = compare_tuners(
-        "nq50",
-        n_workers=m,
-        seeds=s["seeds"],
-        steps=s["steps"],
-        record_every=s["record_every"],
-        lrs=lrs,
-        momenta=MU_GRID if grids else (0.0,),
-        adam_lrs=adam_lrs,
-        rng=root,
-        **options,
-    )
-    rows = []
-    for i, method in enumerate(result.methods):
-        if method != "yellowfin" and not grids:
-            continue
-        per_seed = result.per_seed[i]
-        rows.append(
-            {
-                "workers": m,
-                "method": label if method == "yellowfin" else f"{method} (grid-tuned)",
-                "iterations": result.iterations[i],
-                "low": per_seed.min(),
-                "high": per_seed.max(),
-                "reached": np.isfinite(per_seed).mean(),
-                "lr": result.best[i].get("lr", np.nan),
-                "momentum": result.best[i].get("momentum", np.nan),
-            }
-        )
-    return pd.DataFrame(rows)
-
-
-def _compute_tuners(s: dict, root: int, runner: _Runner) -> pd.DataFrame:
-    calls = [
-        (s, m, label, options, root, k == 0)
-        for m in s["workers"]
-        for k, (label, options) in enumerate(_TUNER_VARIANTS)
-    ]
-    return pd.concat(runner.map(_tuner_rows, calls), ignore_index=True)
 
 
 def plot_tuners(data: pd.DataFrame, ax: Axes | None = None) -> Axes:
@@ -1372,60 +720,6 @@ make_tuners = _maker(
 
 
 # ------------------------------------------------------------------------------------------ 8 groups
-def _compute_groups(s: dict, root: int, runner: _Runner) -> pd.DataFrame:
-    frames = []
-    groups = (1, 2, 4, 8, 16)
-    sweeps = [
-        runner.background(
-            runner.sweep,
-            Sweep(
-                "nq50",
-                lrs=s["lrs"],
-                momenta=MU_GRID,
-                workers=(cluster.n_workers,),
-                groups=groups,
-                staleness="cluster",
-                cluster=cluster,
-                seeds=s["seeds"],
-                steps=s["steps"],
-                record_every=s["record_every"],
-                seed=root,
-            ),
-        )
-        for _, cluster in GROUP_SETTINGS
-    ]
-    for (label, cluster), future in zip(GROUP_SETTINGS, sweeps, strict=True):
-        result = future.result()
-        best = _grid_optimum(result)
-        shape = (len(groups), s["seeds"], -1)
-        per_update = result["time_per_update"].reshape(shape)[:, :, 0].mean(axis=1)
-        pick = [
-            (result["lr"].reshape(shape)[p, 0] == best["lr"][p])
-            & (result["momentum"].reshape(shape)[p, 0] == best["momentum"][p])
-            for p in range(len(groups))
-        ]
-        measured_time = [
-            np.median(result["time_to_target"].reshape(shape)[p][:, pick[p]])
-            for p in range(len(groups))
-        ]
-        frame = best.assign(setting=label, time_per_update=per_update)
-        frame["theory_time_per_update"] = (
-            theory.time_per_update(cluster.n_workers, np.array(groups))
-            if cluster.server_time is None
-            else np.nan
-        )
-        frame["time_to_target"] = frame["time_per_update"] * frame["iterations"]
-        frame["measured_time_to_target"] = measured_time
-        for name, column in (
-            ("hardware", "time_per_update"),
-            ("statistical", "iterations"),
-            ("relative_time", "time_to_target"),
-        ):
-            frame[name] = frame[column] / frame[column].iloc[0]
-        frame["best"] = frame["time_to_target"] == frame["time_to_target"].min()
-        frames.append(frame.rename(columns={"workers": "groups"}))
-    data = pd.concat(frames, ignore_index=True)
-    return data[["setting", *[c for c in data.columns if c != "setting"]]]
 
 
 def plot_groups(data: pd.DataFrame, setting: str, ax: Axes | None = None) -> Axes:
@@ -1502,17 +796,82 @@ make_groups = _maker(
 )
 
 
-# ------------------------------------------------------------------------------------------ registry
+# ------------------------------------------------------------------------------------------ data
+# Each figure's data: ``(scale, root, progress, nq50, executor) -> DataFrame`` from the experiments.
+def _nq50_once(scale: str, root: int, progress: bool | None) -> Once:
+    """The nq50 sweep the momentum and penalty figures share, computed by the first that needs it."""
+    return Once(
+        lambda executor: experiments.momentum_sweep(
+            scale=scale, rng=root, executor=executor, progress=progress
+        )
+    )
+
+
+def _staleness(scale: str, root: int, progress: bool | None, nq50: Once, executor: Any):
+    return experiments.staleness_law(scale=scale, rng=root, executor=executor).data
+
+
+def _momentum(scale: str, root: int, progress: bool | None, nq50: Once, executor: Any):
+    common = {"scale": scale, "rng": root, "executor": executor, "progress": progress}
+    digits = experiments.settings("digits", scale)
+    frames = [
+        experiments.best_momentum(sweep=nq50.get(executor), **common).data,
+        experiments.single_run_momentum(**common).data,
+        experiments.best_momentum(
+            "digits-mlp", **{k: digits[k] for k in _GRID_FIELDS}, **common
+        ).data,
+    ]
+    data = pd.concat(frames, ignore_index=True)
+    order = {"grid": 0, "single-run": 1, "expected-dynamics": 2, "additive-rule": 3}
+    rank = (data["problem"] != "nq50") * 10 + data["kind"].map(order)
+    return data.iloc[np.argsort(rank.to_numpy(), kind="stable")].reset_index(drop=True)
+
+
+_GRID_FIELDS = ("workers", "lrs", "momenta", "seeds", "steps", "record_every")
+
+
+def _penalty(scale: str, root: int, progress: bool | None, nq50: Once, executor: Any):
+    return experiments.penalty(
+        sweep=nq50.get(executor), scale=scale, rng=root, executor=executor
+    ).data
+
+
+def _robust_region(scale: str, root: int, progress: bool | None, nq50: Once, executor: Any):
+    return experiments.robust_region(scale=scale, rng=root, executor=executor).data
+
+
+def _total_momentum(scale: str, root: int, progress: bool | None, nq50: Once, executor: Any):
+    return experiments.total_momentum(scale=scale, rng=root, executor=executor).data
+
+
+def _closed_loop(scale: str, root: int, progress: bool | None, nq50: Once, executor: Any):
+    return experiments.closed_loop(scale=scale, rng=root, executor=executor).data
+
+
+def _tuners(scale: str, root: int, progress: bool | None, nq50: Once, executor: Any):
+    return experiments.tuners(scale=scale, rng=root, executor=executor, progress=progress).data
+
+
+def _groups(scale: str, root: int, progress: bool | None, nq50: Once, executor: Any):
+    return experiments.compute_groups(
+        scale=scale, rng=root, executor=executor, progress=progress
+    ).data
+
+
 _COMPUTE: dict[str, Callable[..., pd.DataFrame]] = {
-    "staleness": _compute_staleness,
-    "momentum": _compute_momentum,
-    "penalty": _compute_penalty,
-    "robust_region": _compute_robust_region,
-    "total_momentum": _compute_total_momentum,
-    "closed_loop": _compute_closed_loop,
-    "tuners": _compute_tuners,
-    "groups": _compute_groups,
+    "staleness": _staleness,
+    "momentum": _momentum,
+    "penalty": _penalty,
+    "robust_region": _robust_region,
+    "total_momentum": _total_momentum,
+    "closed_loop": _closed_loop,
+    "tuners": _tuners,
+    "groups": _groups,
 }
+_USES_NQ50 = ("momentum", "penalty")
+
+
+# ------------------------------------------------------------------------------------------ registry
 _DRAW: dict[str, Callable[[pd.DataFrame], Figure]] = {
     "staleness": _row(
         (12, 3.6),
@@ -1534,32 +893,9 @@ _DRAW: dict[str, Callable[[pd.DataFrame], Figure]] = {
     "tuners": _row((7.2, 4.2), plot_tuners),
     "groups": _draw_groups,
 }
-_USES_NQ50 = ("momentum", "penalty")
 
 FIGURES: tuple[str, ...] = tuple(_COMPUTE)
 """Figure names, in the order of the README."""
-
-
-def _make(
-    name: str,
-    *,
-    scale: str,
-    rng: Any,
-    jobs: int,
-    executor: Executor | None,
-    progress: bool | None = None,
-    sweep: SweepResult | None = None,
-) -> FigureResult:
-    s = _settings(name, scale)
-    root = _root_seed(rng)
-    with _runner(jobs, executor, progress) as runner:
-        extra = {}
-        if name in _USES_NQ50:
-            extra["nq50"] = sweep or nq50_sweep(
-                scale=scale, rng=root, executor=runner.executor, progress=progress
-            )
-        data = _COMPUTE[name](s, root, runner, **extra)
-    return _finish(data, _DRAW[name], figure=name, scale=scale, seed=str(SeedRecord(root)))
 
 
 def make_figures(
@@ -1573,34 +909,18 @@ def make_figures(
     """Compute the named figures (default: all of :data:`FIGURES`) concurrently and yield each as it is
     ready: ``(name, result, seconds since the start)``.
 
-    With ``jobs > 1`` one process pool serves every figure: the chunks of the sweeps and the other
-    figures' runs queue on it together, so the cores stay busy. The nq50 sweep is computed once for
-    the ``momentum`` and ``penalty`` figures. Figures are drawn in this thread, in the style file.
+    With ``jobs > 1`` one process pool serves every figure (:func:`asyncsim.experiments.concurrently`):
+    the chunks of the sweeps and the other experiments' runs queue on it together, so the cores stay
+    busy. The nq50 sweep is computed once for the ``momentum`` and ``penalty`` figures. Figures are
+    drawn in this thread, in the style file.
     """
     names = list(FIGURES) if names is None else list(dict.fromkeys(names))
     for name in names:
         check_choice("figure", name, FIGURES)
     check_choice("scale", scale, SCALES)
-    root = _root_seed(rng)
-    start = time.perf_counter()
-    with _runner(jobs, None, progress) as runner:
-        shared = None
-        if any(n in _USES_NQ50 for n in names):
-            shared = runner.background(
-                nq50_sweep, scale=scale, rng=root, executor=runner.executor, progress=progress
-            )
-
-        def compute(name: str) -> pd.DataFrame:
-            extra = {"nq50": shared} if name in _USES_NQ50 else {}
-            return _COMPUTE[name](_settings(name, scale), root, runner, **extra)
-
-        futures = {name: runner.background(compute, name) for name in names}
-        for name in names:
-            result = _finish(
-                futures[name].result(),
-                _DRAW[name],
-                figure=name,
-                scale=scale,
-                seed=str(SeedRecord(root)),
-            )
-            yield name, result, time.perf_counter() - start
+    root = root_seed(rng)
+    nq50 = _nq50_once(scale, root, progress)
+    tasks = {name: functools.partial(_COMPUTE[name], scale, root, progress, nq50) for name in names}
+    for name, data, seconds in concurrently(tasks, jobs=jobs, progress=progress):
+        result = _finish(data, _DRAW[name], figure=name, scale=scale, seed=str(SeedRecord(root)))
+        yield name, result, seconds

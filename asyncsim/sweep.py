@@ -16,7 +16,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import sys
 import threading
 import time
 import warnings
@@ -29,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from asyncsim._fingerprint import describe
+from asyncsim._progress import progress_bar
 from asyncsim._rng import SeedRecord, record, root, stream
 from asyncsim._validate import check_array, check_choice, check_int, read_npz
 from asyncsim.cluster import ClusterConfig, simulate
@@ -570,30 +570,6 @@ def _init_pool_worker() -> None:
     threading.Thread(target=watch, name="asyncsim-parent-watch", daemon=True).start()
 
 
-class _NoBar:
-    """Stands in for a progress bar that is off (tqdm is not even imported)."""
-
-    def __enter__(self) -> _NoBar:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-    def update(self, n: int) -> None:
-        return None
-
-
-def _progress(total: int, enabled: bool | None, desc: str) -> Any:
-    """A tqdm bar (notebook-aware) when enabled; default on for a terminal, off in CI."""
-    if enabled is None:
-        enabled = sys.stderr.isatty() and not os.environ.get("CI")
-    if not enabled:
-        return _NoBar()
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit="chunk")
-
-
 def run_sweep(
     sweep: Sweep,
     out: str | Path | None = None,
@@ -633,20 +609,21 @@ def run_sweep(
     done = {} if store is None else store.finished()
     todo = [key for key in sweep.chunks() if key not in done]
     try:
-        with _progress(len(sweep.chunks()), progress, sweep.problem_name) as bar:
-            bar.update(len(done))
+        with progress_bar(len(sweep.chunks()), progress, sweep.problem_name, "chunk") as bar:
+            tick = (lambda n: None) if bar is None else bar.update
+            tick(len(done))
             claim = (lambda key: True) if store is None else store.claim
             for key, columns in _execute(sweep, todo, executor, jobs, claim):
                 if store is not None:
                     store.save(key, columns)
                 done[key] = columns
-                bar.update(1)
+                tick(1)
             while store is not None and (waiting := [k for k in todo if k not in done]):
                 for key in waiting:  # chunks another runner claimed: its result, or take over
                     columns = store.await_or_take(key, lambda k=key: run_chunk(sweep, *k))
                     if columns is not None:
                         done[key] = columns
-                        bar.update(1)
+                        tick(1)
                 if len(done) < len(sweep.chunks()):
                     time.sleep(_POLL)
     finally:

@@ -17,7 +17,10 @@ from asyncsim._validate import check_int, check_real, read_npz
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["StalenessLaw", "Trace"]
+__all__ = ["ORIGINS", "StalenessLaw", "Trace"]
+
+ORIGINS = ("simulated", "iid", "measured", "replayed")
+"""The values of :attr:`Trace.origin` (besides None, unknown)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -48,6 +51,10 @@ class Trace:
     seed : SeedRecord or None
         The root seed sequence the trace's random streams derive from (``seed.sequence()`` makes it
         again), if known; see :mod:`asyncsim._rng`.
+    origin : str or None
+        Where the staleness came from, one of :data:`ORIGINS`: ``"simulated"`` (the cluster model),
+        ``"iid"`` (:meth:`geometric`), ``"measured"`` (a run on real hardware), ``"replayed"`` (a
+        logged delay sequence, :meth:`from_delays`); None when not known.
     """
 
     staleness: np.ndarray
@@ -57,8 +64,14 @@ class Trace:
     n_aggregated: np.ndarray
     config: Any = None
     seed: SeedRecord | None = None
+    origin: str | None = None
 
     def __post_init__(self) -> None:
+        if self.origin is not None and self.origin not in ORIGINS:
+            raise ValueError(
+                f"Trace.origin must be None or one of {', '.join(map(repr, ORIGINS))}; "
+                f"got {self.origin!r}"
+            )
         if self.seed is not None and not isinstance(self.seed, SeedRecord):
             raise TypeError(
                 f"Trace.seed must be a SeedRecord (asyncsim._rng.record of the root) or None, got "
@@ -138,7 +151,69 @@ class Trace:
         tau = np.random.default_rng(seq).geometric(1.0 / m, size=n) - 1
         trace = cls.from_staleness(tau)
         object.__setattr__(trace, "seed", record(seq))
+        object.__setattr__(trace, "origin", "iid")
         return trace
+
+    @classmethod
+    def from_delays(cls, source: Any, *, workers: Any = None) -> Trace:
+        """Replay a measured delay sequence: update t's staleness is delay t (``origin`` "replayed").
+
+        Parameters
+        ----------
+        source : 1-D sequence of ints, or str or Path
+            The delays (integers ``>= 0``), or the path of a text file holding them, one per line
+            (a CSV file, one row per update): in order, the delay, then optionally the worker id and
+            the time of the update. A header line is optional; when there is one, it names the columns
+            (any order; case does not matter): ``delay`` (or ``staleness``, ``tau``), ``worker`` (or
+            ``writer``, ``worker_id``), ``time`` (or ``apply_time``, ``timestamp``); other columns
+            are ignored. Blank lines and lines starting with ``#`` are skipped. A delay larger than
+            its update's index reads the starting point (``read_version = max(t - τ, 0)``).
+        workers : 1-D sequence of ints, optional
+            The worker id (``>= 0``) of each update, where the source gives none.
+
+        Returns
+        -------
+        Trace
+            ``writer`` from the worker ids (-1 without them), ``apply_time`` from the times (NaN
+            without them; they must not decrease), ``n_aggregated`` 1, ``origin`` "replayed".
+
+        Raises
+        ------
+        ValueError
+            For a bad delay, worker id or time, naming its position (for a file: the file, the line
+            and the value), a ragged row, a header without a delay column, an empty file, or worker ids
+            given twice. FileNotFoundError for a missing file.
+
+        Examples
+        --------
+        >>> trace = Trace.from_delays([0, 1, 1, 2], workers=[0, 1, 0, 1])
+        >>> trace.read_version, trace.origin
+        (array([0, 0, 1, 1]), 'replayed')
+        """
+        if isinstance(source, str | Path):
+            path = Path(source)
+            delays, ids, times = _read_delays(path)
+            if ids is not None and workers is not None:
+                raise ValueError(
+                    f"worker ids given twice: {path} has a worker column and workers= was given"
+                )
+        else:
+            delays, ids, times = _integers("delays", source), None, None
+        if workers is not None:
+            ids = _integers("workers", workers)
+            if ids.shape != delays.shape:
+                raise ValueError(
+                    f"workers must hold one id per delay ({delays.size}), got {ids.size}"
+                )
+        n = delays.size
+        return cls(
+            staleness=delays,
+            writer=np.full(n, -1) if ids is None else ids,
+            read_version=np.maximum(np.arange(n) - delays, 0),
+            apply_time=np.full(n, np.nan) if times is None else times,
+            n_aggregated=np.ones(n, dtype=np.int64),
+            origin="replayed",
+        )
 
     # ---------------------------------------------------------------- summaries
     def __len__(self) -> int:
@@ -214,14 +289,17 @@ class Trace:
         """Write the columns to ``path``, format by suffix; return the path.
 
         ``.csv``: a header line and one row per update (``update`` then the five columns; times with
-        17 significant digits, so they read back exactly); it holds no seed. ``.npz``: the five arrays
-        and the seed record as text (``str(seed)``, empty when unknown). Neither holds the config.
+        17 significant digits, so they read back exactly); it holds no seed. ``.npz``: the five arrays,
+        the seed record as text (``str(seed)``, empty when unknown) and the origin (empty when
+        unknown). Neither holds the config.
         """
         path = Path(path)
         suffix = _check_suffix(path)
         if suffix == ".npz":
             seed = "" if self.seed is None else str(self.seed)
-            np.savez(path, seed=np.array(seed), **{name: getattr(self, name) for name in _COLUMNS})
+            origin = np.array(self.origin or "")
+            columns = {name: getattr(self, name) for name in _COLUMNS}
+            np.savez(path, seed=np.array(seed), origin=origin, **columns)
         else:
             table = np.column_stack([np.arange(len(self)), *(getattr(self, c) for c in _COLUMNS)])
             formats = ["%d", *("%.17g" if dt is np.float64 else "%d" for dt in _COLUMNS.values())]
@@ -231,8 +309,10 @@ class Trace:
 
     @classmethod
     def load(cls, path: str | Path) -> Trace:
-        """Read a trace written by :meth:`save` (``.csv`` or ``.npz``); ``config`` is None, and so is
-        ``seed`` for a CSV (an npz file gives back the recorded :class:`~asyncsim._rng.SeedRecord`).
+        """Read a trace written by :meth:`save` (``.csv`` or ``.npz``); ``config`` is None, and so are
+        ``seed`` and ``origin`` for a CSV (an npz file gives back the recorded
+        :class:`~asyncsim._rng.SeedRecord` and origin). A logged delay sequence is read by
+        :meth:`from_delays` instead.
 
         Raises FileNotFoundError for a missing file, and ValueError naming the path and the fault for
         a file that is not a trace: not an npz archive or not a comma-separated table, no rows, a
@@ -246,15 +326,16 @@ class Trace:
         array([0, 0, 0, 3])
         """
         path = Path(path)
+        origin = None
         if _check_suffix(path) == ".npz":
-            columns, seed = _read_npz(path)
+            columns, seed, origin = _read_npz(path)
         else:
             columns, seed = _read_csv(path), None
         missing = [name for name in _COLUMNS if name not in columns]
         if missing:
             raise ValueError(f"{path} lacks the trace column(s) {', '.join(missing)}")
         try:
-            return cls(**columns, seed=seed)
+            return cls(**columns, seed=seed, origin=origin)
         except ValueError as err:
             raise ValueError(f"{path} is not a valid trace: {err}") from None
 
@@ -298,15 +379,17 @@ class StalenessLaw:
         return float(self.pmf @ np.arange(self.pmf.size))
 
 
-def _read_npz(path: Path) -> tuple[dict[str, np.ndarray], SeedRecord | None]:
-    """The trace columns found in an ``.npz`` file and its seed record (None when not recorded)."""
+def _read_npz(path: Path) -> tuple[dict[str, np.ndarray], SeedRecord | None, str | None]:
+    """The trace columns found in an ``.npz`` file, its seed record and its origin (None when not
+    recorded)."""
     arrays = read_npz(path, "Trace.save")
     columns = {name: arrays[name] for name in _COLUMNS if name in arrays}
+    origin = str(arrays["origin"]) if "origin" in arrays else ""
     seed = str(arrays["seed"]) if "seed" in arrays else ""
     if not seed:
-        return columns, None
+        return columns, None, origin or None
     try:
-        return columns, SeedRecord.parse(seed)
+        return columns, SeedRecord.parse(seed), origin or None
     except ValueError as err:
         raise ValueError(f"{path} records a seed that is not a seed record: {err}") from None
 
@@ -337,6 +420,134 @@ def _read_csv(path: Path) -> dict[str, np.ndarray]:
             f"the rows hold {table.shape[1]}"
         )
     return {name: table[:, header.index(name)] for name in _COLUMNS if name in header}
+
+
+_DELAY_NAMES = {
+    "delay": ("delay", "staleness", "tau"),
+    "worker": ("worker", "writer", "worker_id"),
+    "time": ("time", "apply_time", "timestamp"),
+}
+"""Header names of the columns :meth:`Trace.from_delays` reads (lower case)."""
+
+
+def _read_delays(path: Path) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """Delays, worker ids (or None) and times (or None) of a delay file; errors name the file, the
+    line and the value."""
+    try:
+        with path.open(encoding="utf-8") as handle:
+            lines = handle.read().splitlines()
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path} is not a text file of delays: {err}") from None
+    rows = [
+        (number, [field.strip() for field in line.split(",")])
+        for number, line in enumerate(lines, start=1)
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    if not rows:
+        raise ValueError(f"{path} holds no delays (it is empty); give one delay per line")
+    first_line, first = rows[0]
+    number = first_line
+    if all(_is_number(field) for field in first):
+        if len(first) > len(_DELAY_NAMES):
+            raise ValueError(
+                f"{path}, line {number}: a file without a header holds 1 to 3 columns (delay, "
+                f"worker, time), got {len(first)}: {lines[number - 1]!r}"
+            )
+        where = {name: i for i, name in enumerate(list(_DELAY_NAMES)[: len(first)])}
+    else:
+        where = _header(path, number, first)
+        rows = rows[1:]
+        if not rows:
+            raise ValueError(f"{path} has a header line and no delays; give one delay per line")
+    width = len(first)
+    columns: dict[str, list[Any]] = {name: [] for name in where}
+    for number, fields in rows:
+        if len(fields) != width:
+            raise ValueError(
+                f"{path}, line {number}: expected {width} comma-separated values (as on line "
+                f"{first_line}), got {len(fields)}: {lines[number - 1]!r}"
+            )
+        for name, i in where.items():
+            columns[name].append(_field(path, number, name, fields[i]))
+    times = None
+    if "time" in columns:
+        times = np.array(columns["time"], dtype=np.float64)
+        back = np.flatnonzero(np.diff(times) < 0)
+        if back.size:
+            (_, before), (number, after) = rows[int(back[0])], rows[int(back[0]) + 1]
+            at = where["time"]
+            raise ValueError(
+                f"{path}, line {number}: times must not decrease, got {after[at]!r} after "
+                f"{before[at]!r}"
+            )
+    ids = np.array(columns["worker"], dtype=np.int64) if "worker" in columns else None
+    return np.array(columns["delay"], dtype=np.int64), ids, times
+
+
+def _header(path: Path, number: int, names: list[str]) -> dict[str, int]:
+    """Where each known column stands in a header line; the delay column is required."""
+    where: dict[str, int] = {}
+    for i, name in enumerate(names):
+        for column, aliases in _DELAY_NAMES.items():
+            if name.lower() in aliases:
+                if column in where:
+                    raise ValueError(
+                        f"{path}, line {number}: the header names the {column} column twice "
+                        f"({names[where[column]]!r} and {name!r})"
+                    )
+                where[column] = i
+    if "delay" not in where:
+        raise ValueError(
+            f"{path}, line {number}: the header {','.join(names)!r} names no delay column (one of "
+            f"{', '.join(_DELAY_NAMES['delay'])}); a file without a header starts with a number"
+        )
+    return where
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _field(path: Path, number: int, column: str, text: str) -> float | int:
+    """One value of a delay file: an integer >= 0 for a delay or a worker id, a finite number for
+    a time."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if column == "time":
+        if value is None or not np.isfinite(value):
+            raise ValueError(f"{path}, line {number}: time must be a finite number, got {text!r}")
+        return value
+    if value is None or not np.isfinite(value) or value != int(value) or value < 0:
+        name = "delay" if column == "delay" else "worker id"
+        raise ValueError(f"{path}, line {number}: {name} must be an integer >= 0, got {text!r}")
+    return int(value)
+
+
+def _integers(name: str, values: Any) -> np.ndarray:
+    """``values`` as a 1-D non-empty int64 array of integers >= 0, else a ValueError naming the
+    first bad position."""
+    arr = np.asarray(values)
+    if arr.ndim != 1 or arr.size == 0 or arr.dtype.kind not in "iuf":
+        raise ValueError(
+            f"{name} must be a non-empty 1-D sequence of integers >= 0, got dtype {arr.dtype} "
+            f"shape {arr.shape}"
+        )
+    with np.errstate(invalid="ignore"):
+        bad = (
+            ~np.isfinite(arr) | (arr < 0) | (arr != np.round(arr))
+            if arr.dtype.kind == "f"
+            else arr < 0
+        )
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"{name}[{i}] must be an integer >= 0, got {arr[i]}")
+    return arr.astype(np.int64)
 
 
 def _column(name: str, value: Any, dtype: type) -> np.ndarray:

@@ -29,7 +29,7 @@ PACKAGE = "asyncsim"
 #: The layers, lowest first: the one statement of the order. A name is a module (``sweep`` for
 #: ``sweep.py``) or a subpackage (``experiments`` for ``experiments/``, every file inside it).
 LAYERS: dict[int, tuple[str, ...]] = {
-    0: ("_validate", "_rng", "_parallel", "_fingerprint"),
+    0: ("_validate", "_rng", "_parallel", "_fingerprint", "_kernels", "_progress"),
     1: ("distributions", "trace"),
     2: ("cluster", "problems", "optim", "measure"),
     3: ("yellowfin", "mitigations", "engine", "hogwild"),

@@ -35,9 +35,9 @@ TRACE = Trace.from_staleness([0, 1, 0, 2, 1])
 
 
 def root_seed(rng: Any) -> int:
-    from asyncsim.figures import _root_seed  # a heavy import, made only when the rows run
+    from asyncsim.experiments import root_seed as experiment_root  # made only when the rows run
 
-    return _root_seed(rng)
+    return experiment_root(rng)
 
 
 def run_nq(**kwargs: Any) -> Any:

@@ -17,14 +17,13 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from asyncsim import run_sweep
 from asyncsim.cli import FIGURE_SCALES, main
+from asyncsim.experiments import best_momentum
+from asyncsim.experiments.settings import DIGITS
 from asyncsim.figures import (
-    _DIGITS,
     FIGURES,
     MU_GRID,
     SCALES,
-    _digits_sweep,
     make_robust_region,
     make_staleness,
     plot_rates,
@@ -37,18 +36,20 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 # ------------------------------------------------------------------------------------------ fast
 def test_the_simulator_never_imports_theory() -> None:
-    """Every asyncsim module but figures (the CLI imports it only when the command runs)."""
+    """Every asyncsim module but the experiments, where theory meets the simulator, and the figures,
+    which draw them (the CLI imports them only when the command runs)."""
     code = (
         "import importlib, pkgutil, sys\n"
         "import asyncsim\n"
-        "names = [m.name for m in pkgutil.iter_modules(asyncsim.__path__) if m.name != 'figures']\n"
+        "above = ('figures', 'experiments')\n"
+        "names = [m.name for m in pkgutil.iter_modules(asyncsim.__path__) if m.name not in above]\n"
         "for name in names:\n"
         "    importlib.import_module('asyncsim.' + name)\n"
         "from asyncsim.cli import _build_parser\n"
         "_build_parser()\n"
         "assert 'cli' in names and 'sweep' in names and 'yellowfin' in names, names\n"
         "leaked = sorted(m for m in sys.modules if m == 'theory' or m.startswith('theory.'))\n"
-        "import asyncsim.figures\n"  # the control: figures does import it
+        "import asyncsim.experiments\n"  # the control: the experiments do import it
         "print(len(names), 'theory' in sys.modules, leaked)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -186,7 +187,9 @@ def test_digits_mlp_what_we_see(quick: Path) -> None:
 def test_digits_mlp_wants_less_momentum_at_sixteen_workers(root: int) -> None:
     """The quick digits grid at two more root seeds: the best μ at M = 16 is below the one at M = 1
     (measured over root seeds 0-7: in 7 of 8; root 0, the figure's, is the exception)."""
-    best = run_sweep(_digits_sweep(_DIGITS, root), jobs=2).best()["momentum"]
+    grid = {k: DIGITS[k] for k in ("workers", "lrs", "momenta", "seeds", "steps", "record_every")}
+    result = best_momentum("digits-mlp", **grid, rng=root, jobs=2)
+    best = result.data.query("kind == 'grid'")["momentum"].to_numpy()
     assert best[-1] < best[0]
 
 

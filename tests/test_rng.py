@@ -135,7 +135,6 @@ def test_adding_a_figure_changes_no_existing_result(monkeypatch) -> None:
 
     before = figures.make_staleness(scale="quick", rng=5).data
     extra = "aaa_new_figure"
-    monkeypatch.setattr(figures, "_SETTINGS", {extra: {}} | figures._SETTINGS)
     monkeypatch.setattr(figures, "_COMPUTE", {extra: None} | figures._COMPUTE)
     after = figures.make_staleness(scale="quick", rng=5).data
     pd.testing.assert_frame_equal(before, after)

@@ -7,8 +7,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from asyncsim import ClusterConfig, Deterministic, StalenessLaw, Trace, simulate
+from asyncsim import ClusterConfig, Deterministic, Gamma, StalenessLaw, Trace, simulate
 from asyncsim._rng import SeedRecord, record
+from asyncsim.engine import run
+from asyncsim.optim import heavy_ball
+from asyncsim.problems import make_problem
 
 COLUMNS = ("staleness", "writer", "read_version", "apply_time", "n_aggregated")
 
@@ -211,3 +214,141 @@ def test_load_rejects_a_seed_that_is_not_a_record(tmp_path):
 def test_staleness_law_mean():
     assert StalenessLaw(np.array([0.5, 0.25, 0.25])).mean == 0.75
     assert StalenessLaw.geometric(8).mean == pytest.approx(7.0, rel=1e-9)
+
+
+# --------------------------------------------------------------------- replayed delays (issue 17)
+DELAYS = "synthetic_delays_m8_cv02.csv"
+
+
+def test_a_delay_file_replays_with_writers_times_and_its_origin(data_file):
+    trace = Trace.from_delays(data_file(DELAYS))
+    assert len(trace) == 2000 and trace.origin == "replayed"
+    assert trace.config is None and trace.seed is None
+    np.testing.assert_array_equal(trace.staleness[:4], [0, 1, 2, 3])
+    np.testing.assert_array_equal(trace.writer[:4], [1, 7, 2, 4])
+    np.testing.assert_array_equal(trace.apply_time[:2], [0.671110, 0.838311])
+    np.testing.assert_array_equal(np.unique(trace.writer), np.arange(8))
+    np.testing.assert_array_equal(
+        trace.read_version, np.maximum(np.arange(2000) - trace.staleness, 0)
+    )
+
+
+def test_the_delay_file_matches_the_cluster_model_with_the_same_compute_law(data_file):
+    # The file comes from an independent event loop (tests/data/README.md): 8 workers, gamma compute
+    # times of CV 0.2. asyncsim's model of the same cluster: mean 7 (7.001 in the file), sd 1.80 at
+    # 2e5 updates (1.85 in the file, whose sd has a standard error of about 0.05 at 1900 updates).
+    replayed = Trace.from_delays(data_file(DELAYS)).staleness[100:]
+    simulated = simulate(ClusterConfig(8, compute=Gamma.from_cv(0.2)), 200_000, rng=0).staleness[
+        100:
+    ]
+    assert replayed.mean() == pytest.approx(simulated.mean(), abs=0.05)
+    assert replayed.std() == pytest.approx(simulated.std(), rel=0.1)
+    assert np.mean(replayed == 0) < 0.002 and np.mean(simulated == 0) < 0.002
+
+
+@pytest.mark.parametrize("with_writers", [True, False])
+def test_the_engine_runs_on_replayed_delays(data_file, with_writers):
+    trace = Trace.from_delays(data_file(DELAYS))
+    if not with_writers:
+        trace = Trace.from_delays(trace.staleness)
+    history = run(make_problem("q10"), heavy_ball([0.02, 0.05], 0.3), trace, 2000, rng=0)
+    assert np.isfinite(history.loss).all() and not history.diverged.any()
+    assert (history.loss[-1] < 0.1 * history.loss[0]).all()
+    assert ("total_momentum" in history.values) == with_writers
+    assert history.config["staleness"]["traces"][0]["length"] == 2000
+
+
+def test_a_delay_file_header_is_optional_and_names_columns_in_any_order(tmp_path):
+    plain = tmp_path / "plain.csv"
+    plain.write_text("0\n1\n\n# a comment\n3\n")
+    np.testing.assert_array_equal(Trace.from_delays(plain).read_version, [0, 0, 0])
+    two = tmp_path / "two.csv"
+    two.write_text("0, 1\n2, 0\n")
+    np.testing.assert_array_equal(Trace.from_delays(two).writer, [1, 0])
+    headed = tmp_path / "headed.csv"
+    headed.write_text("Time,loss,Staleness,Writer\n0.5,3.1,0,1\n0.75,2.9,1,0\n")
+    trace = Trace.from_delays(headed)
+    np.testing.assert_array_equal(trace.staleness, [0, 1])
+    np.testing.assert_array_equal(trace.writer, [1, 0])
+    np.testing.assert_array_equal(trace.apply_time, [0.5, 0.75])
+    np.testing.assert_array_equal(Trace.from_delays(plain, workers=[2, 2, 0]).writer, [2, 2, 0])
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("", r"d\.csv holds no delays \(it is empty\)"),
+        ("\n# nothing\n", r"d\.csv holds no delays"),
+        ("delay,worker\n", r"d\.csv has a header line and no delays"),
+        ("0\n1\nseven\n", r"d\.csv, line 3: delay must be an integer >= 0, got 'seven'"),
+        ("0\n7.5\n", r"d\.csv, line 2: delay must be an integer >= 0, got '7\.5'"),
+        ("0\n-1\n", r"d\.csv, line 2: delay must be an integer >= 0, got '-1'"),
+        ("0\nnan\n", r"d\.csv, line 2: delay must be an integer >= 0, got 'nan'"),
+        ("0,1\n1\n", r"d\.csv, line 2: expected 2 comma-separated values \(as on line 1\), got 1"),
+        ("0,1,2.0,4\n", r"d\.csv, line 1: a file without a header holds 1 to 3 columns .* got 4"),
+        ("step,loss\n0,1.0\n", r"d\.csv, line 1: the header 'step,loss' names no delay column"),
+        ("tau,delay\n0,0\n", r"d\.csv, line 1: the header names the delay column twice"),
+        (
+            "delay,worker\n0,1\n1,-2\n",
+            r"d\.csv, line 3: worker id must be an integer >= 0, got '-2'",
+        ),
+        ("delay,worker\n0,1\n1,0.5\n", r"d\.csv, line 3: worker id must be an integer >= 0"),
+        ("0,0,1.0\n1,1,inf\n", r"d\.csv, line 2: time must be a finite number, got 'inf'"),
+        (
+            "0,0,2.0\n\n1,1,1.0\n",
+            r"d\.csv, line 3: times must not decrease, got '1\.0' after '2\.0'",
+        ),
+    ],
+)
+def test_each_bad_delay_file_gets_an_error_naming_file_line_and_value(tmp_path, text, match):
+    path = tmp_path / "d.csv"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=match):
+        Trace.from_delays(path)
+
+
+def test_delay_files_that_are_missing_binary_or_doubly_attributed_are_rejected(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        Trace.from_delays(tmp_path / "missing.csv")
+    binary = tmp_path / "b.csv"
+    binary.write_bytes(b"\x93NUMPY\xff\xfe\x00")
+    with pytest.raises(ValueError, match=r"b\.csv is not a text file of delays"):
+        Trace.from_delays(binary)
+    both = tmp_path / "w.csv"
+    both.write_text("0,1\n1,0\n")
+    with pytest.raises(ValueError, match=r"worker ids given twice: .*w\.csv has a worker column"):
+        Trace.from_delays(both, workers=[0, 1])
+
+
+@pytest.mark.parametrize(
+    ("delays", "workers", "match"),
+    [
+        ([0, 1, -1], None, r"delays\[2\] must be an integer >= 0, got -1"),
+        ([0.0, 1.5], None, r"delays\[1\] must be an integer >= 0, got 1\.5"),
+        (
+            [[0, 1]],
+            None,
+            r"delays must be a non-empty 1-D sequence of integers >= 0.*shape \(1, 2\)",
+        ),
+        ([], None, r"delays must be a non-empty 1-D sequence"),
+        ([0, 1], [0, -3], r"workers\[1\] must be an integer >= 0, got -3"),
+        ([0, 1], [0], r"workers must hold one id per delay \(2\), got 1"),
+    ],
+)
+def test_bad_delay_arrays_are_rejected(delays, workers, match):
+    with pytest.raises(ValueError, match=match):
+        Trace.from_delays(delays, workers=workers)
+
+
+def test_origin_is_kept_by_npz_and_checked(tmp_path):
+    trace = Trace.from_delays([0, 1, 1])
+    assert Trace.load(trace.save(tmp_path / "t.npz")).origin == "replayed"
+    assert Trace.load(trace.save(tmp_path / "t.csv")).origin is None
+    assert simulate(ClusterConfig(2), 5, rng=0).origin == "simulated"
+    assert Trace.geometric(2, 5, rng=0).origin == "iid"
+    assert Trace.from_staleness([0, 1]).origin is None
+    columns = {name: getattr(trace, name) for name in COLUMNS}
+    with pytest.raises(
+        ValueError, match=r"Trace\.origin must be None or one of 'simulated'.*'guessed'"
+    ):
+        Trace(**columns, origin="guessed")
