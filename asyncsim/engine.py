@@ -1,17 +1,26 @@
 """Stale-gradient SGD for B configurations in lockstep.
 
-Update t reads parameter version ``v_t = max(t - τ_t, 0)`` from a ring buffer of past parameters,
+Update t reads parameter version ``v_t = max(t - τ_t, 0)`` from a store of past parameters,
 evaluates the problem's gradient there (aggregated over the trace's gradient count), and applies the
 transformation: ``w_{t+1} = w_t + update(g(w_{v_t}), state, w_t, context)`` [AbM]; theory/README.md §1.
 
 The expected-dynamics mode replaces the gradient by its expectation over a staleness law,
 ``Σ_l q_l ∇f(w_{t-l})``: the exact expected recursion that the theory speaks of (quadratics only).
 
-:func:`run` sets up (checks, the batch size, the version ring and its index tables, the random
-streams), runs one of two loops (:func:`_trace_loop` or :func:`_expected_loop`), and returns a
-:class:`History`. After an update the loops hand the new parameters to a :class:`_Recorder`, at the
-steps it asks for; it records on its schedule and asks its :class:`_Divergence` which configurations
-to freeze.
+:func:`run` sets up (checks, the batch size, the version store and its index tables, the random
+streams), runs one of the loops (:func:`_trace_loop`, :func:`_fused_loop` or :func:`_expected_loop`),
+and returns a :class:`History`. After an update the loops hand the new parameters to a
+:class:`_Recorder`, at the steps it asks for; it records on its schedule and asks its
+:class:`_Divergence` which configurations to freeze.
+
+The store holds only the versions still to be read (:func:`_version_slots`: at most 2M + 2 for M
+workers, whatever the largest staleness). When every configuration draws from one stream (common
+random numbers, as a sweep chunk does), a problem that takes one block for all
+(``broadcast_randomness``) gets one draw, not B. Where numba is installed (the ``fast`` extra),
+:mod:`asyncsim._kernels` runs heavy ball and Nesterov on the diagonal quadratics as a compiled loop
+between two visits of the recorder (:func:`_fused_loop`), and their momentum update after any other
+gradient in one pass: the same operations in the same order as the NumPy path, so the same results to
+the last bit (``ASYNCSIM_KERNELS=numpy`` turns the kernels off).
 """
 
 from __future__ import annotations
@@ -27,6 +36,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from asyncsim._kernels import (
+    compiled_assign_slots,
+    momentum_apply,
+    quadratic_momentum,
+    quadratic_momentum_flat,
+)
 from asyncsim._rng import SeedRecord, record, root, stream
 from asyncsim._validate import check_int, check_real, check_rng, read_npz
 from asyncsim.measure import (
@@ -35,8 +50,8 @@ from asyncsim.measure import (
     momentum_estimator_init,
     momentum_estimator_update,
 )
-from asyncsim.optim import GradientTransformation, record_of
-from asyncsim.problems import Problem
+from asyncsim.optim import GradientTransformation, MomentumState, record_of
+from asyncsim.problems import NoisyQuadratic, Problem
 from asyncsim.trace import StalenessLaw, Trace
 
 if TYPE_CHECKING:
@@ -46,6 +61,9 @@ __all__ = ["PROBLEM_INTERFACE", "History", "check_problem", "run"]
 
 #: Randomness drawn ahead per configuration, in float64 values, before the next block is drawn.
 _DRAW_BUDGET = 1 << 22
+#: Below this dimension a noiseless diagonal run with one shared trace takes the flat kernel (one loop
+#: over B·d per step; measured: 3x at d = 10, even at d = 50, slower from d = 100).
+_FLAT_DIM = 32
 
 
 # ------------------------------------------------------------------------------------------ history
@@ -348,11 +366,18 @@ def run(
         if table is None:
             ring = _expected_ring(w0, sources)
             done = _expected_loop(problem, transform.update, state, ring, sources, steps, recorder)
+            final = ring[done % ring.shape[0]]
         else:
-            ring = table.ring
-            done = _trace_loop(
-                problem, transform.update, state, table, streams, steps, recorder, estimator
-            )
+            kernel = _fused_kernel(problem, transform, state, estimator)
+            if kernel is None:
+                done = _trace_loop(
+                    problem, transform, state, table, streams, steps, recorder, estimator
+                )
+            else:
+                done = _fused_loop(
+                    kernel, problem, transform, state, table, streams, steps, recorder
+                )
+            final = table.ring[table.slot[done]]
 
     options = {
         "batch": b,
@@ -368,7 +393,7 @@ def run(
         **recorder.result(),
         diverged=divergence.flags,
         diverged_at=divergence.at,
-        final_params=ring[done % ring.shape[0]].copy(),
+        final_params=final.copy(),
         seed=streams.seed,
         problem=problem.name,
         config=_config(problem, transform, trace, sources, steps, options),
@@ -378,7 +403,7 @@ def run(
 # ------------------------------------------------------------------------------------------ loops
 def _trace_loop(
     problem: Problem,
-    update: Callable,
+    transform: GradientTransformation,
     state: Any,
     table: _Lockstep,
     streams: _Streams,
@@ -389,36 +414,175 @@ def _trace_loop(
     """Apply the trace's updates to ``table.ring``; return how many were applied (``steps`` unless
     the recorder stopped the run early)."""
     ring = table.ring
-    ring_size, b = ring.shape[:2]
-    k_max = int(np.max(table.n_aggregated))
-    chunk = max(1, min(steps, _DRAW_BUDGET // max(1, b * problem.dim * k_max)))
-    read_slot, n_aggregated = table.read_version % ring_size, table.n_aggregated
+    k_max, chunk, draw_from = _draw_plan(problem, table, streams, steps)
+    version_slot = table.slot
+    read_slot, n_aggregated = version_slot[table.read_version], table.n_aggregated
     shared, rows = table.shared, table.rows
     if shared:  # Python ints index fastest
         read_slot, n_aggregated = read_slot.tolist(), n_aggregated.tolist()
-    slots = list(ring)  # one view per ring slot, made once
+    version_slot = version_slot.tolist()
+    slots = list(ring)  # one view per slot, made once
     gradient, draw, divergence = problem.gradient, problem.draw, recorder.divergence
+    update = transform.update
+    apply = _fused_update(transform, state, estimator)
+    if apply is not None:
+        state, momentum_args = _momentum_arguments(transform, state, divergence.flags)
     block, block_start, draw_at = None, 0, 0
     next_at = recorder.next_at
     for t in range(steps):
         if t == draw_at:
-            block, block_start = draw(streams, min(chunk, steps - t), k_max), t
+            block, block_start = draw(draw_from, min(chunk, steps - t), k_max), t
             draw_at = t + chunk
-        cur = slots[t % ring_size]
+        cur = slots[version_slot[t]]
         read = slots[read_slot[t]] if shared else ring[read_slot[t], rows]
         noise = None if block is None else block[:, t - block_start]
         grads = gradient(read, noise, n_aggregated[t])
+        new = slots[version_slot[t + 1]]
+        if apply is not None:  # the momentum update in one compiled pass
+            apply(grads, cur, new, *momentum_args)
+            if t + 1 == next_at:
+                if recorder.visit(t + 1, new, state):
+                    return t + 1
+                next_at = recorder.next_at
+            continue
         context = _Context(table, t, read)
         updates, state = update(grads, state, cur, context)
-        if divergence.any:
-            updates = divergence.freeze(updates)
-        new = slots[(t + 1) % ring_size]
         np.add(cur, updates, out=new)
+        if divergence.any:
+            divergence.restore(new, cur)
         if estimator is not None:
             estimator = momentum_estimator_update(estimator, context, grads, record_of(state)["lr"])
         if t + 1 == next_at:
             if recorder.visit(t + 1, new, state, estimator):
                 return t + 1
+            next_at = recorder.next_at
+    return steps
+
+
+def _draw_plan(
+    problem: Problem, table: _Lockstep, streams: _Streams, steps: int
+) -> tuple[int, int, Sequence[np.random.Generator]]:
+    """The most gradients an update aggregates, the steps drawn per block, and the generators to
+    draw from: configuration 0's alone when every configuration shares its stream and the problem
+    takes one block for all (``broadcast_randomness``), else every configuration's."""
+    k_max = int(np.max(table.n_aggregated))
+    shared_draw = streams.shared and getattr(problem, "broadcast_randomness", False)
+    rows_drawn = 1 if shared_draw else table.batch
+    chunk = max(1, min(steps, _DRAW_BUDGET // max(1, rows_drawn * problem.dim * k_max)))
+    return k_max, chunk, streams.first if shared_draw else streams
+
+
+def _is_momentum(transform: GradientTransformation, state: Any) -> bool:
+    """Whether the transformation is :func:`~asyncsim.optim.heavy_ball` or
+    :func:`~asyncsim.optim.nesterov` itself (which the kernels reproduce), not a look-alike."""
+    return (
+        transform.name in ("heavy_ball", "nesterov")
+        and isinstance(state, MomentumState)
+        and getattr(transform.update, "__qualname__", "") == "_momentum.<locals>.update"
+    )
+
+
+def _momentum_arguments(
+    transform: GradientTransformation, state: MomentumState, flags: np.ndarray
+) -> tuple[MomentumState, tuple]:
+    """The state with a velocity the kernels update in place, and the kernels' momentum arguments:
+    lr (B,), momentum (B,), velocity (B, d), the divergence flags, and Nesterov's form or not."""
+    b = state.velocity.shape[0]
+
+    def column(value: Any) -> np.ndarray:
+        return np.ascontiguousarray(np.broadcast_to(np.ravel(value), (b,)), dtype=np.float64)
+
+    velocity = np.array(state.velocity, dtype=np.float64, order="C")
+    nesterov = transform.name == "nesterov"
+    return state._replace(velocity=velocity), (
+        column(state.lr),
+        column(state.momentum),
+        velocity,
+        flags,
+        nesterov,
+    )
+
+
+def _fused_update(
+    transform: GradientTransformation, state: Any, estimator: MomentumEstimate | None
+) -> Callable | None:
+    """The compiled momentum update (numba present), for heavy ball or Nesterov without the
+    momentum estimate (which needs each step's context); else None."""
+    if estimator is not None or not _is_momentum(transform, state):
+        return None
+    return momentum_apply()
+
+
+def _fused_kernel(
+    problem: Problem,
+    transform: GradientTransformation,
+    state: Any,
+    estimator: MomentumEstimate | None,
+) -> Callable | None:
+    """The compiled kernel of this run, if there is one (numba present): heavy ball or Nesterov on a
+    diagonal quadratic, without the momentum estimate; else None (the NumPy loop)."""
+    if (
+        estimator is not None
+        or type(problem) is not NoisyQuadratic
+        or problem.hessian is not None
+        or not _is_momentum(transform, state)
+    ):
+        return None
+    return quadratic_momentum()
+
+
+def _fused_loop(
+    kernel: Callable,
+    problem: NoisyQuadratic,
+    transform: GradientTransformation,
+    state: MomentumState,
+    table: _Lockstep,
+    streams: _Streams,
+    steps: int,
+    recorder: _Recorder,
+) -> int:
+    """:func:`_trace_loop` for the fused kernel: the steps between two visits of the recorder (and
+    two noise blocks) in one call; the same draws, the same arithmetic, the same result."""
+    ring = table.ring
+    k_max, chunk, draw_from = _draw_plan(problem, table, streams, steps)
+    version_slot = table.slot
+    read_slot = np.ascontiguousarray(version_slot[table.read_version].reshape(steps, -1))
+    n_aggregated = table.n_aggregated.reshape(steps, -1)
+    noise_factor = problem.noise / np.sqrt(n_aggregated)  # as the NumPy path: σ / √k
+    state, (lr, momentum, velocity, flags, nesterov) = _momentum_arguments(
+        transform, state, recorder.divergence.flags
+    )
+    placeholder = np.zeros((1, 1, problem.dim))
+    b, d = table.batch, problem.dim
+    flat = None
+    if problem.noise == 0.0 and table.shared and d < _FLAT_DIM:  # one loop over B·d per step
+        flat = quadratic_momentum_flat()
+        expanded = (
+            np.tile(problem.curvatures, b), np.tile(problem.w_star, b), problem.shifted,
+            np.repeat(lr, d), np.repeat(momentum, d), velocity.reshape(-1),
+        )  # fmt: skip
+    block, block_start, draw_at = None, 0, 0
+    next_at, t = recorder.next_at, 0
+    while t < steps:
+        if t == draw_at:
+            block, block_start = problem.draw(draw_from, min(chunk, steps - t), k_max), t
+            draw_at = t + chunk
+        end = min(steps, draw_at, next_at)
+        if flat is not None:
+            flat(
+                ring.reshape(ring.shape[0], b * d), version_slot, read_slot[:, 0], t, end,
+                *expanded, np.flatnonzero(flags), d, nesterov,
+            )  # fmt: skip
+        else:
+            kernel(
+                ring, version_slot, read_slot, t, end, problem.curvatures, problem.w_star,
+                problem.shifted, block is not None, placeholder if block is None else block,
+                block_start, noise_factor, lr, momentum, velocity, flags, nesterov,
+            )  # fmt: skip
+        t = end
+        if t == next_at:
+            if recorder.visit(t, ring[version_slot[t]], state):
+                return t
             next_at = recorder.next_at
     return steps
 
@@ -476,8 +640,9 @@ class _Divergence:
 
     ``check(t, w, state)`` evaluates ``loss(w)`` and flags, at step t, each configuration not yet
     flagged whose loss is NaN or above ``bound`` (B,), or whose state records ``diverged``; it returns
-    the loss. ``freeze(updates)`` zeroes the updates of the flagged configurations; ``any`` says
-    whether there are any (the loops call ``freeze`` only then).
+    the loss. ``freeze(updates)`` zeroes the updates of the flagged configurations, and
+    ``restore(new, cur)`` puts back their parameters after an update; ``any`` says whether there
+    are any (the loops call them only then).
     """
 
     __slots__ = ("_loss", "any", "at", "bound", "flags")
@@ -489,10 +654,13 @@ class _Divergence:
         self.at = np.full(self.bound.shape, -1, dtype=np.int64)
         self.any = False
 
-    def check(self, t: int, w: np.ndarray, state: Any = None) -> np.ndarray:
+    def check(
+        self, t: int, w: np.ndarray, state: Any = None, values: Mapping[str, Any] | None = None
+    ) -> np.ndarray:
+        """``values``: the state's ``record_of``, where the caller has it already."""
         loss = self._loss(w)
         newly = ~self.flags & ~(loss <= self.bound)  # catches NaN
-        flagged = record_of(state).get("diverged")
+        flagged = (record_of(state) if values is None else values).get("diverged")
         if flagged is not None:
             newly |= ~self.flags & np.asarray(flagged, dtype=bool)
         if newly.any():
@@ -503,6 +671,12 @@ class _Divergence:
 
     def freeze(self, updates: np.ndarray) -> np.ndarray:
         return np.where(self.flags[:, None], 0.0, updates)
+
+    def restore(self, new: np.ndarray, cur: np.ndarray) -> None:
+        """Give the flagged configurations of ``new`` their parameters ``cur`` back (in place): the
+        update ``freeze`` would have zeroed, at the cost of the flagged rows only."""
+        flags = self.flags
+        new[flags] = cur[flags]
 
 
 class _Recorder:
@@ -537,8 +711,14 @@ class _Recorder:
         self._reached = np.zeros(batch, dtype=bool)
         self._record_params = record_params
         self._clock = clock
-        self._rows: dict[str, list] = {"loss": [], "distance": [], "params": [], "time": []}
-        self._values: dict[str, list[np.ndarray]] = {}
+        rows = len(self._schedule)
+        self._loss = np.empty((rows, batch))
+        self._distances: np.ndarray | None = (
+            None  # made at the first record, if the problem has them
+        )
+        self._time = np.empty((rows, batch))
+        self._params: list[np.ndarray] = []
+        self._values: dict[str, np.ndarray] = {}
         self._recorded = 0  # rows so far
         self._record_at = 0  # the next scheduled step, _schedule[_recorded] (-1 after the last)
         self.next_at = 0
@@ -550,28 +730,35 @@ class _Recorder:
         loss: np.ndarray,
         state: Any,
         estimator: MomentumEstimate | None = None,
+        values: dict[str, Any] | None = None,
     ) -> None:
-        """Append the row of step t (the next scheduled step)."""
-        b = self._batch
-        rows = self._rows
-        rows["loss"].append(loss)
-        rows["distance"].append(self._distance(w))
+        """Append the row of step t (the next scheduled step); ``values``: the state's
+        ``record_of``, where the caller has it already. Rows go into arrays made once."""
+        i = self._recorded
+        self._loss[i] = loss
+        distance = self._distance(w)
+        if distance is not None:
+            if self._distances is None:
+                self._distances = np.empty_like(self._loss)
+            self._distances[i] = distance
         if self._record_params:
-            rows["params"].append(w.copy())
+            self._params.append(w.copy())
         if t == 0:
-            clock: Any = np.zeros(b)
+            self._time[i] = 0.0
         elif self._clock is None:
-            clock = np.nan
+            self._time[i] = np.nan
         else:
-            clock = self._clock[t - 1]
-        rows["time"].append(np.broadcast_to(clock, (b,)).astype(np.float64))
-        values = record_of(state)
+            self._time[i] = self._clock[t - 1]
+        values = record_of(state) if values is None else dict(values)
         if estimator is not None:
             values["total_momentum"] = np.where(
                 self.divergence.flags, np.nan, momentum_estimate(estimator)
             )
         for name, v in values.items():
-            self._values.setdefault(name, []).append(np.broadcast_to(v, (b,)).astype(np.float64))
+            column = self._values.get(name)
+            if column is None:
+                column = self._values[name] = np.empty_like(self._loss)
+            column[i] = v  # broadcasts a scalar, converts a flag to float64
         self._recorded += 1
         schedule = self._schedule
         self._record_at = schedule[self._recorded] if self._recorded < len(schedule) else -1
@@ -581,11 +768,13 @@ class _Recorder:
         self, t: int, w: np.ndarray, state: Any, estimator: MomentumEstimate | None = None
     ) -> bool:
         """After update t - 1 (t updates applied, parameters ``w``); True when the run should stop."""
-        loss = self.divergence.check(t, w, state)
-        if t != self._record_at:
+        recording = t == self._record_at
+        values = record_of(state) if recording else None
+        loss = self.divergence.check(t, w, state, values)
+        if not recording:
             self._advance(t)
             return False
-        self.record(t, w, loss, state, estimator)
+        self.record(t, w, loss, state, estimator, values)
         if self._stop_at is None:
             return False
         self._reached |= loss <= self._stop_at
@@ -599,14 +788,15 @@ class _Recorder:
 
     def result(self) -> dict[str, Any]:
         """``steps``, ``loss``, ``distance``, ``values``, ``params`` and ``time`` of the History."""
-        rows = self._rows
+        n = self._recorded
+        distances = self._distances
         return {
-            "steps": np.asarray(self._schedule[: self._recorded], dtype=np.int64),
-            "loss": np.array(rows["loss"]),
-            "distance": None if rows["distance"][0] is None else np.array(rows["distance"]),
-            "values": {name: np.array(v) for name, v in self._values.items()},
-            "params": np.array(rows["params"]) if self._record_params else None,
-            "time": np.array(rows["time"]),
+            "steps": np.asarray(self._schedule[:n], dtype=np.int64),
+            "loss": self._loss[:n].copy(),
+            "distance": None if distances is None else distances[:n].copy(),
+            "values": {name: v[:n].copy() for name, v in self._values.items()},
+            "params": np.array(self._params) if self._record_params else None,
+            "time": self._time[:n].copy(),
         }
 
 
@@ -640,7 +830,7 @@ class _Context:
     def previous_read_params(self) -> np.ndarray:
         e = self._engine
         prev = np.maximum(e.row(e.previous_read, self.step), 0)
-        return e.ring[prev % e.ring.shape[0], e.rows]
+        return e.ring[e.slot[prev], e.rows]
 
     def has_previous_read(self) -> np.ndarray:
         e = self._engine
@@ -648,8 +838,15 @@ class _Context:
 
 
 class _Lockstep:
-    """The version ring ``ring`` (R, B, d), version v in slot ``v % R``, and the per-step index
-    tables of B configurations: shared (steps,) or per configuration (steps, B)."""
+    """The version store ``ring`` (S, B, d) and the per-step index tables of B configurations:
+    shared (steps,) or per configuration (steps, B).
+
+    Version v (the parameters after v updates) lives in slot ``slot[v]`` from the step that writes it
+    until the last step that reads it (as a gradient's read, as a writer's previous read, or as the
+    current parameters); then its slot takes a later version. So S is the most versions ever still to
+    be read at once (:func:`_version_slots`), at most 2M + 2 for a trace of M workers, however large
+    the largest staleness.
+    """
 
     def __init__(self, traces: list[Trace], steps: int, w0: np.ndarray) -> None:
         batch = w0.shape[0]
@@ -667,19 +864,37 @@ class _Lockstep:
         self.n_aggregated = column(lambda tr: tr.n_aggregated)
         self.previous_read = column(lambda tr: tr.previous_read)
         self.apply_time = column(lambda tr: tr.apply_time)
-        t = np.arange(steps) if shared else np.arange(steps)[:, None]
-        # the oldest version a step needs: its read, and its writer's previous read (when there is one)
-        oldest = np.minimum(
-            self.read_version,
-            np.where(self.previous_read >= 0, self.previous_read, self.read_version),
-        )
-        reach = np.max(t - oldest)
-        self.ring = np.zeros((int(reach) + 2, *w0.shape))
-        self.ring[0] = w0  # a trace reads only versions already written
+        self.slot, n_slots = _version_slots(self.read_version, self.previous_read, steps)
+        self.ring = np.zeros((n_slots, *w0.shape))
+        self.ring[self.slot[0]] = w0  # a trace reads only versions already written
 
     def row(self, table: np.ndarray, step: int) -> np.ndarray:
         """Row ``step`` of a table as a (B,) array."""
         return np.full(self.batch, table[step]) if self.shared else table[step]
+
+
+def _version_slots(
+    read_version: np.ndarray, previous_read: np.ndarray, steps: int
+) -> tuple[np.ndarray, int]:
+    """The store slot of each version 0..steps, shape (steps + 1,), and the number of slots.
+
+    Step t reads ``read_version[t]`` (and its writer's ``previous_read[t]`` where >= 0) of every
+    configuration, and the current version t; it writes version t + 1. A version's last use is the
+    last step that reads it (``steps`` for the last version, the result); its slot is free for the
+    versions written after that step. Slots are handed out first-free (the most recently freed
+    first, warm in cache), so their number is the most versions live at once, counting the one being
+    written.
+    """
+    t = np.arange(steps)
+    last_use = np.arange(steps + 1)  # version v is the current parameters of step v
+    reads = read_version
+    ends = np.broadcast_to(t if reads.ndim == 1 else t[:, None], reads.shape)
+    np.maximum.at(last_use, reads.ravel(), ends.ravel())
+    known = previous_read >= 0
+    np.maximum.at(last_use, previous_read[known], ends[known])
+    # versions in the order their slots come free: after step last_use[v], i.e. from step last_use + 1
+    order = np.argsort(last_use, kind="stable")
+    return compiled_assign_slots()(order, last_use, steps)
 
 
 class _Streams(Sequence):
@@ -705,9 +920,35 @@ class _Streams(Sequence):
             )
         self._batch = batch
         self._generators: list[np.random.Generator] | None = None
+        self._first: list[np.random.Generator] | None = None
 
     def __len__(self) -> int:
         return self._batch
+
+    @property
+    def shared(self) -> bool:
+        """Whether every configuration draws from one stream (B > 1 copies of one root: common random
+        numbers), so that one draw serves them all."""
+        roots = self._roots
+        if self._batch < 2 or roots is None:
+            return False
+        first = roots[0]
+        return all(
+            seq is first
+            or (
+                np.array_equal(seq.entropy, first.entropy)
+                and seq.spawn_key == first.spawn_key
+                and seq.pool_size == first.pool_size
+            )
+            for seq in roots
+        )
+
+    @property
+    def first(self) -> list[np.random.Generator]:
+        """Configuration 0's generator alone (made once): the one draw of a shared stream."""
+        if self._first is None:
+            self._first = [self[0] if self._generators else np.random.default_rng(self._roots[0])]
+        return self._first
 
     def __getitem__(self, index: Any) -> Any:
         if self._generators is None:

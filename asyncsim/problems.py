@@ -44,6 +44,10 @@ class Problem:
     target: float | None = None
     #: True when the gradient is affine in w, so that the expected-dynamics mode applies.
     affine_gradient: bool = False
+    #: True when ``gradient`` also takes randomness with a leading axis of 1 for B > 1 configurations
+    #: (one block drawn for all: the engine draws once when every configuration shares a stream) and
+    #: gives each configuration what it gives for its own copy of that block.
+    broadcast_randomness: bool = False
 
     def init_params(self, batch: int) -> np.ndarray:
         """Starting parameters, the same for every configuration, shape ``(batch, d)``."""
@@ -133,6 +137,7 @@ class NoisyQuadratic(Problem):
     target: float | None = field(init=False, repr=False)
     shifted: bool = field(init=False, repr=False)
     affine_gradient = True
+    broadcast_randomness = True
 
     def __post_init__(self) -> None:
         h = check_array("curvatures", self.curvatures, low=0.0, low_open=True)
@@ -181,9 +186,13 @@ class NoisyQuadratic(Problem):
         if randomness is None:
             return g
         if np.ndim(n_aggregated):
-            randomness *= (self.noise / np.sqrt(n_aggregated))[:, None]
+            factor: Any = (self.noise / np.sqrt(n_aggregated))[:, None]
         else:
-            randomness *= self.noise / math.sqrt(n_aggregated)
+            factor = self.noise / math.sqrt(n_aggregated)
+        if randomness.shape[0] != g.shape[0]:  # one block for every configuration
+            g += randomness * factor  # g + σ z / √k, the same sum as below (addition commutes)
+            return g
+        randomness *= factor
         randomness += g
         return randomness
 
@@ -194,6 +203,7 @@ class _MinibatchProblem(Problem):
 
     n_samples: int
     batch_size: int
+    broadcast_randomness = True
 
     def draw(self, rngs, steps, max_aggregated):
         m = self.batch_size * max_aggregated
@@ -270,6 +280,10 @@ class LeastSquares(_MinibatchProblem):
 
     def gradient(self, w, randomness, n_aggregated):
         idx, weight = self._weights(randomness, n_aggregated)
+        if idx.shape[0] != w.shape[0]:  # one minibatch for every configuration: two products
+            xs = self.features[idx[0]]  # (m, d)
+            resid = (w @ xs.T - self.targets[idx[0]]) * weight
+            return resid @ xs
         xb = self.features[idx]  # (B, m, d)
         resid = (np.matmul(xb, w[:, :, None])[..., 0] - self.targets[idx]) * weight
         return np.matmul(resid[:, None, :], xb)[:, 0, :]
@@ -310,6 +324,10 @@ class LogisticRegression(_MinibatchProblem):
 
     def gradient(self, w, randomness, n_aggregated):
         idx, weight = self._weights(randomness, n_aggregated)
+        if idx.shape[0] != w.shape[0]:  # one minibatch for every configuration: two products
+            xs = self.features[idx[0]]
+            resid = (_sigmoid(w @ xs.T) - self.targets[idx[0]]) * weight
+            return resid @ xs + self.l2 * w
         xb = self.features[idx]
         resid = (_sigmoid(np.matmul(xb, w[:, :, None])[..., 0]) - self.targets[idx]) * weight
         return np.matmul(resid[:, None, :], xb)[:, 0, :] + self.l2 * w
@@ -428,14 +446,9 @@ class DigitsMLP(_MinibatchProblem):
 
     def _forward(self, w: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Hidden activations (B, m, h) and max-shifted logits (B, m, 10) for inputs x (B, m, 64), or
-        for shared inputs x (m, 64) evaluated by every configuration (one product for all of them)."""
+        for shared inputs x (m, 64) evaluated by every configuration."""
         w1, b1, w2, b2 = self.unflatten(w)
-        if x.ndim == 2:
-            b, h = w1.shape[0], self.hidden
-            wide = x @ w1.transpose(1, 0, 2).reshape(64, b * h)  # (m, B*h)
-            pre = wide.reshape(x.shape[0], b, h).transpose(1, 0, 2)
-        else:
-            pre = np.matmul(x, w1)
+        pre = np.matmul(x, w1)  # shared x (m, 64) broadcasts: B products (m, 64) @ (64, h)
         pre += b1[:, None, :]
         hidden = np.tanh(pre, out=pre)
         logits = np.matmul(hidden, w2)
@@ -455,7 +468,8 @@ class DigitsMLP(_MinibatchProblem):
         return np.mean(logits.argmax(axis=-1) == self.labels[self.eval_idx], axis=-1)
 
     def _batch_gradient(self, w: np.ndarray, x: np.ndarray, onehot: np.ndarray, weight: np.ndarray):
-        """Weighted-mean gradient over per-configuration samples x (B, m, 64), onehot (B, m, 10)."""
+        """Weighted-mean gradient over per-configuration samples x (B, m, 64), onehot (B, m, 10), or
+        over samples shared by every configuration, x (m, 64), onehot (m, 10); weight (B or 1, m)."""
         w2 = self.unflatten(w)[2]
         hidden, logits = self._forward(w, x)
         prob = np.exp(logits, out=logits)
@@ -467,7 +481,7 @@ class DigitsMLP(_MinibatchProblem):
         dhidden *= 1.0 - hidden * hidden
         out = np.empty_like(w)
         g1, gb1, g2, gb2 = self.unflatten(out)
-        np.matmul(x.transpose(0, 2, 1), dhidden, out=g1)
+        np.matmul(np.swapaxes(x, -1, -2), dhidden, out=g1)  # shared x (m, 64) broadcasts
         dhidden.sum(axis=1, out=gb1)
         np.matmul(hidden.transpose(0, 2, 1), dlogits, out=g2)
         dlogits.sum(axis=1, out=gb2)
@@ -475,6 +489,8 @@ class DigitsMLP(_MinibatchProblem):
 
     def gradient(self, w, randomness, n_aggregated):
         idx, weight = self._weights(randomness, n_aggregated)
+        if idx.shape[0] != w.shape[0]:  # one minibatch for every configuration
+            idx = idx[0]
         return self._batch_gradient(w, self.features[idx], self.onehot[idx], weight)
 
     def mean_gradient(self, w: np.ndarray) -> np.ndarray:

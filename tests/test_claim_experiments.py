@@ -1,7 +1,7 @@
-"""The experiments of issue 14's new claims, each on a user-defined problem and a factory optimizer at a
-tiny scale: implicit momentum and the mean-iterate optimum (expected dynamics), the robust region on
-a non-convex objective, Adam's β1 under asynchrony, and compute groups under the papers' convention.
-Closed forms where there is one."""
+"""The experiments behind the newer rows of the claims table, each on a user-defined problem and
+a factory optimizer at a tiny scale: implicit momentum and the mean-iterate optimum (expected
+dynamics), the robust region on a non-convex objective, Adam's β1 under asynchrony, and compute
+groups under the papers' convention; closed forms where there is one."""
 
 from __future__ import annotations
 

@@ -89,18 +89,42 @@ def test_the_blocking_itself_works() -> None:
     assert done.returncode != 0 and "numpy" in done.stderr
 
 
+def _guarded(tree: ast.AST) -> set[int]:
+    """ids of the import nodes inside a ``try`` whose handlers catch ImportError: optional imports
+    with a fallback."""
+    guarded: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Try) and any(
+            handler.type is not None
+            and {"ImportError", "ModuleNotFoundError"}
+            & {n.id for n in ast.walk(handler.type) if isinstance(n, ast.Name)}
+            for handler in node.handlers
+        ):
+            guarded |= {id(inner) for stmt in node.body for inner in ast.walk(stmt)}
+    return guarded
+
+
+def _requirement_names(requirements: list[str]) -> set[str]:
+    return {re.split(r"[<>=!~; \[]", req, maxsplit=1)[0].lower() for req in requirements}
+
+
 def test_the_core_dependencies_are_what_the_modules_import() -> None:
     """Every third-party package imported anywhere in asyncsim/ or theory/ (at module level or inside a
-    function) is a core dependency: nothing the library does needs an extra."""
-    core = {
-        re.split(r"[<>=!~; \[]", req, maxsplit=1)[0].lower()
-        for req in PYPROJECT["project"]["dependencies"]
-    }
+    function) is a core dependency, except an optional accelerator: imported inside ``try`` /
+    ``except ImportError`` (the library falls back without it) and declared in an extra."""
+    core = _requirement_names(PYPROJECT["project"]["dependencies"])
+    extras = _requirement_names(
+        [req for reqs in PYPROJECT["project"]["optional-dependencies"].values() for req in reqs]
+    )
     distribution = {"sklearn": "scikit-learn"}
     local = {"asyncsim", "theory"}
     imported: dict[str, str] = {}
-    for path in sorted([*(REPO / "asyncsim").glob("*.py"), *(REPO / "theory").glob("*.py")]):
-        for node in ast.walk(ast.parse(path.read_text())):
+    optional: dict[str, str] = {}
+    paths = [*(REPO / "asyncsim").rglob("*.py"), *(REPO / "theory").glob("*.py")]
+    for path in sorted(paths):
+        tree = ast.parse(path.read_text())
+        guarded = _guarded(tree)
+        for node in ast.walk(tree):
             if isinstance(node, ast.Import):
                 tops = [alias.name.split(".")[0] for alias in node.names]
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
@@ -109,10 +133,28 @@ def test_the_core_dependencies_are_what_the_modules_import() -> None:
                 continue
             for top in tops:
                 if top not in sys.stdlib_module_names and top not in local:
-                    imported.setdefault(distribution.get(top, top).lower(), path.name)
+                    found = optional if id(node) in guarded else imported
+                    found.setdefault(distribution.get(top, top).lower(), path.name)
     assert imported, "the scan found no import at all: the pattern is broken"
     missing = {name: where for name, where in imported.items() if name not in core}
     assert not missing, f"imported but not core dependencies: {missing}"
+    undeclared = {name: where for name, where in optional.items() if name not in core | extras}
+    assert not undeclared, f"optional imports in no extra: {undeclared}"
+
+
+def test_the_guard_scan_tells_optional_from_required() -> None:
+    tree = ast.parse(
+        "import numpy\ntry:\n    import numba\nexcept ImportError:\n    numba = None\n"
+        "try:\n    import jax\nexcept ValueError:\n    pass\n"
+    )
+    guarded = _guarded(tree)
+    names = {
+        alias.name: id(node) in guarded
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import)
+        for alias in node.names
+    }
+    assert names == {"numpy": False, "numba": True, "jax": False}
 
 
 # ------------------------------------------------------------------------------- fresh environment

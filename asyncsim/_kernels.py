@@ -1,0 +1,207 @@
+"""Fused loops for the engine's hottest cases, compiled with numba on first use (cached on disk):
+the whole step of heavy ball on a diagonal quadratic, the momentum update after any gradient, and the
+version store's slot assignment.
+
+numba is optional (the ``fast`` extra): :func:`quadratic_momentum` returns None where it is absent,
+or where ``ASYNCSIM_KERNELS=numpy`` is set, and the engine then runs its NumPy path. A kernel does the
+same floating-point operations in the same order as that path (no fast-math, no contraction into fused
+multiply-adds), so its results equal it to the last bit; ``tests/test_engine_reference.py`` runs both.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+
+import numpy as np
+
+__all__ = [
+    "assign_slots",
+    "compiled_assign_slots",
+    "momentum_apply",
+    "quadratic_momentum",
+    "quadratic_momentum_flat",
+]
+
+
+def _quadratic_momentum_steps(
+    ring: np.ndarray,
+    version_slot: np.ndarray,
+    read_slot: np.ndarray,
+    t0: int,
+    t1: int,
+    curvatures: np.ndarray,
+    w_star: np.ndarray,
+    shifted: bool,
+    has_noise: bool,
+    noise: np.ndarray,
+    noise_start: int,
+    noise_factor: np.ndarray,
+    lr: np.ndarray,
+    momentum: np.ndarray,
+    velocity: np.ndarray,
+    frozen: np.ndarray,
+    nesterov: bool,
+) -> None:
+    """Steps ``t0 .. t1 - 1`` of heavy ball (or Nesterov's form) on a diagonal quadratic, in place.
+
+    ``ring`` (S, B, d) holds version v in slot ``version_slot[v]``; step t reads slot
+    ``read_slot[t, b]`` (one column: shared by every configuration) and writes version t + 1.
+    ``noise`` (1 or B, n, d) is the drawn block whose row 0 is step ``noise_start`` (with
+    ``has_noise``; else a placeholder), scaled per step and configuration by ``noise_factor[t, b]``
+    (one column: shared). Per element, as the NumPy path: ``g = h x + (σ/√k) z``,
+    ``u ← μ u - α g``, update ``u`` (Nesterov: ``μ u - α g``), ``w ← w + update``; a ``frozen``
+    configuration keeps its parameters.
+    """
+    batch, dim = ring.shape[1], ring.shape[2]
+    shared_read = read_slot.shape[1] == 1
+    shared_factor = noise_factor.shape[1] == 1
+    shared_noise = noise.shape[0] == 1
+    for t in range(t0, t1):
+        cur, new = version_slot[t], version_slot[t + 1]  # slots, indexed in place (no views)
+        row = t - noise_start if has_noise else 0
+        for b in range(batch):
+            if frozen[b]:  # the update is computed and dropped by the NumPy path: keep cur
+                for i in range(dim):
+                    ring[new, b, i] = ring[cur, b, i]
+                continue
+            read = read_slot[t, 0 if shared_read else b]
+            alpha, mu = lr[b], momentum[b]
+            factor = noise_factor[t, 0 if shared_factor else b]
+            nb = 0 if shared_noise else b
+            for i in range(dim):
+                x = ring[read, b, i] - w_star[i] if shifted else ring[read, b, i]
+                g = x * curvatures[i]
+                if has_noise:
+                    g = g + noise[nb, row, i] * factor
+                step = alpha * g
+                v = mu * velocity[b, i]
+                v = v - step
+                velocity[b, i] = v
+                if nesterov:
+                    ring[new, b, i] = ring[cur, b, i] + (mu * v - step)
+                else:
+                    ring[new, b, i] = ring[cur, b, i] + v
+
+
+def _quadratic_momentum_flat(
+    flat: np.ndarray,
+    version_slot: np.ndarray,
+    read_slot: np.ndarray,
+    t0: int,
+    t1: int,
+    curvatures: np.ndarray,
+    w_star: np.ndarray,
+    shifted: bool,
+    lr: np.ndarray,
+    momentum: np.ndarray,
+    velocity: np.ndarray,
+    frozen_rows: np.ndarray,
+    dim: int,
+    nesterov: bool,
+) -> None:
+    """:func:`_quadratic_momentum_steps` without noise, every configuration reading the same slot,
+    over the flat (B·d) rows of ``flat`` (S, B·d) in one loop per step: for small d, where a loop per
+    configuration costs more than its arithmetic. ``curvatures``, ``w_star``, ``lr`` and ``momentum``
+    come expanded to B·d; ``frozen_rows`` lists the configurations that keep their parameters."""
+    n = flat.shape[1]
+    for t in range(t0, t1):
+        cur = flat[version_slot[t]]
+        new = flat[version_slot[t + 1]]
+        read = flat[read_slot[t]]
+        for j in range(n):
+            x = read[j] - w_star[j] if shifted else read[j]
+            step = lr[j] * (x * curvatures[j])
+            v = momentum[j] * velocity[j]
+            v = v - step
+            velocity[j] = v
+            new[j] = cur[j] + ((momentum[j] * v - step) if nesterov else v)
+        for b in frozen_rows:
+            for i in range(b * dim, (b + 1) * dim):
+                new[i] = cur[i]
+
+
+def _momentum_apply(
+    grads: np.ndarray,
+    cur: np.ndarray,
+    new: np.ndarray,
+    lr: np.ndarray,
+    momentum: np.ndarray,
+    velocity: np.ndarray,
+    frozen: np.ndarray,
+    nesterov: bool,
+) -> None:
+    """One heavy-ball (or Nesterov) update from gradients ``grads`` (B, d), in one pass: per element,
+    as the NumPy path, ``u ← μ u - α g`` (in ``velocity``, in place), ``new = cur + u`` (Nesterov:
+    ``cur + μ u - α g``); a ``frozen`` configuration keeps ``cur``."""
+    batch, dim = grads.shape
+    for b in range(batch):
+        alpha, mu = lr[b], momentum[b]
+        g, vel, c, n = grads[b], velocity[b], cur[b], new[b]
+        keep = frozen[b]
+        for i in range(dim):
+            step = alpha * g[i]
+            v = mu * vel[i]
+            v = v - step
+            vel[i] = v
+            update = mu * v - step if nesterov else v
+            n[i] = c[i] if keep else c[i] + update
+
+
+def assign_slots(order: np.ndarray, free_from: np.ndarray, steps: int) -> tuple[np.ndarray, int]:
+    """Store slots of versions 0..steps, first-free with the most recently freed first: step t writes
+    version t + 1 once the versions whose ``free_from`` (last use) is below t gave their slots back,
+    taken in ``order`` (versions sorted by last use). Returns (slot (steps + 1,), slot count)."""
+    slot = np.zeros(steps + 1, dtype=np.int64)
+    free = np.empty(steps + 1, dtype=np.int64)  # a stack of free slots
+    n_free, n_slots, k = 0, 1, 0
+    for step in range(steps):
+        while free_from[order[k]] < step:
+            free[n_free] = slot[order[k]]
+            n_free += 1
+            k += 1
+        if n_free > 0:
+            n_free -= 1
+            slot[step + 1] = free[n_free]
+        else:
+            slot[step + 1] = n_slots
+            n_slots += 1
+    return slot, n_slots
+
+
+@functools.cache
+def _compiled(name: str) -> Callable | None:
+    try:
+        import numba
+    except ImportError:
+        return None
+    return numba.njit(cache=True, fastmath=False, error_model="numpy")(globals()[name])
+
+
+def _kernel(name: str) -> Callable | None:
+    if os.environ.get("ASYNCSIM_KERNELS", "numba") == "numpy":
+        return None
+    return _compiled(name)
+
+
+def quadratic_momentum() -> Callable | None:
+    """The compiled :func:`_quadratic_momentum_steps`, or None (numba absent, or
+    ``ASYNCSIM_KERNELS=numpy``)."""
+    return _kernel("_quadratic_momentum_steps")
+
+
+def quadratic_momentum_flat() -> Callable | None:
+    """The compiled :func:`_quadratic_momentum_flat`, or None."""
+    return _kernel("_quadratic_momentum_flat")
+
+
+def momentum_apply() -> Callable | None:
+    """The compiled :func:`_momentum_apply`, or None (numba absent, or ``ASYNCSIM_KERNELS=numpy``)."""
+    return _kernel("_momentum_apply")
+
+
+def compiled_assign_slots() -> Callable:
+    """:func:`assign_slots` compiled, or as it is (plain Python, about 1 µs a step) where numba is
+    absent."""
+    return _kernel("assign_slots") or assign_slots
