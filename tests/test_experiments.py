@@ -16,6 +16,7 @@ from asyncsim.experiments import (
     closed_loop,
     compute_groups,
     concurrently,
+    momentum_against_variability,
     penalty,
     robust_region,
     single_run_momentum,
@@ -204,6 +205,27 @@ def test_compute_groups_on_a_users_problem() -> None:
     data = _checked(result, "compute_groups").data
     assert list(data["groups"]) == [1, 2, 4] and data["best"].sum() >= 1
     np.testing.assert_allclose(data["hardware"].iloc[0], 1.0)
+
+
+def test_momentum_against_variability_on_a_users_problem_and_factory() -> None:
+    result = momentum_against_variability(
+        (4,),
+        (1.0, 0.2),
+        problem=Valley(noise=0.1),
+        optimizer=my_heavy_ball,
+        probe_lrs=(0.1,),
+        probe_steps=600,
+        lrs=(0.25, 0.5),
+        momenta=(-0.3, 0.0, 0.3),
+        seeds=2,
+        steps=600,
+        rng=3,
+        progress=False,
+    )
+    frame = result.to_frame()
+    assert frame["cv"].tolist() == [1.0, 0.2] and result.problem == "valley"
+    assert frame["staleness_std"].iloc[1] < frame["staleness_std"].iloc[0]  # regular compute
+    assert np.isfinite(result.best_momentum_geometric).all()  # a quadratic: theory beside
 
 
 def test_concurrently_gives_what_each_task_gives_alone() -> None:

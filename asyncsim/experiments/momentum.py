@@ -61,8 +61,13 @@ def _grid_sweep(
     )
 
 
-def _grid_settings(scale: str, name: str, **overrides: Any) -> dict[str, Any]:
-    s = settings(name, scale, **overrides)
+_GRID = ("workers", "lrs", "momenta", "seeds", "steps", "record_every", "target")
+"""The grid arguments of :func:`momentum_sweep`, :func:`best_momentum` and :func:`penalty`."""
+
+
+def _grid_settings(scale: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    """The nq50 grid of ``scale``, with the grid ``arguments`` (a function's locals) not None."""
+    s = settings("nq50", scale, **{name: arguments[name] for name in _GRID})
     s.setdefault("target", None)
     return s
 
@@ -88,17 +93,7 @@ def momentum_sweep(
     """The grid search behind :func:`best_momentum` and :func:`penalty` (compute it once and pass it
     to both as ``sweep=``): M × α × μ × seeds, at the nq50 settings of the scale (M = 1 ... 16, the
     nine μ of theory/README.md §5, 128 seeds) unless overridden. Arguments as :func:`best_momentum`."""
-    s = _grid_settings(
-        scale,
-        "nq50",
-        workers=workers,
-        lrs=lrs,
-        momenta=momenta,
-        seeds=seeds,
-        steps=steps,
-        record_every=record_every,
-        target=target,
-    )
+    s = _grid_settings(scale, locals())
     with runner(jobs, executor, progress) as where:
         return where.sweep(_grid_sweep(s, root_seed(rng), problem, optimizer, cluster))
 
@@ -236,17 +231,7 @@ def best_momentum(
         A precomputed :func:`momentum_sweep` (the other grid arguments are then unused).
     predict : bool
         Add theory's rows for a quadratic (about two seconds per M of a fine grid of 13 or more)."""
-    s = _grid_settings(
-        scale,
-        "nq50",
-        workers=workers,
-        lrs=lrs,
-        momenta=momenta,
-        seeds=seeds,
-        steps=steps,
-        record_every=record_every,
-        target=target,
-    )
+    s = _grid_settings(scale, locals())
     return conduct(
         "best_momentum",
         _compute_best,
@@ -415,17 +400,7 @@ def penalty(
     first M) under the three tuning rules of :data:`TUNINGS`: μ fixed at 0.9, tuned over μ ≥ 0, tuned
     over all μ (negative allowed); for a quadratic under geometric staleness, theory's prediction
     for tuned μ beside them. Arguments as :func:`best_momentum` (the grid must hold μ = 0.9)."""
-    s = _grid_settings(
-        scale,
-        "nq50",
-        workers=workers,
-        lrs=lrs,
-        momenta=momenta,
-        seeds=seeds,
-        steps=steps,
-        record_every=record_every,
-        target=target,
-    )
+    s = _grid_settings(scale, locals())
     return conduct(
         "penalty",
         _compute_penalty,

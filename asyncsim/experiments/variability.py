@@ -34,6 +34,7 @@ ICML 2022 (logged delays of asynchronous runs).
 
 from __future__ import annotations
 
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +45,7 @@ from asyncsim._validate import check_array, check_int, check_real
 from asyncsim.cluster import ClusterConfig, simulate
 from asyncsim.distributions import Gamma
 from asyncsim.engine import run
+from asyncsim.experiments.momentum import curvatures_of
 from asyncsim.optim import sgd
 from asyncsim.problems import make_problem
 from asyncsim.sweep import Sweep, run_sweep
@@ -164,7 +166,8 @@ def momentum_against_variability(
     workers: Any = (8, 16),
     cvs: Any = CVS,
     *,
-    problem: str = "nq50",
+    problem: Any = "nq50",
+    optimizer: Any = "heavy_ball",
     probe_lrs: Any = (0.02, 0.05),
     probe_steps: int = 6000,
     lrs: Any = LRS,
@@ -174,6 +177,7 @@ def momentum_against_variability(
     tolerance: float = 0.05,
     rng: Any = 0,
     jobs: int = 1,
+    executor: Executor | None = None,
     progress: bool | None = None,
 ) -> VariabilityResult:
     """Measure implicit momentum and the best explicit momentum for each M and CV of compute times.
@@ -185,9 +189,12 @@ def momentum_against_variability(
     cvs : sequence of float
         Coefficients of variation of the gamma compute times (mean 1), in ``(0, 10]``; 1 is
         exponential.
-    problem : str
-        A reference problem (:func:`asyncsim.problems.make_problem`); nq50 by default. The geometric
-        prediction of the best explicit momentum needs its ``curvatures`` (a quadratic).
+    problem : str or Problem
+        A reference problem name (nq50 by default) or any problem instance. The geometric prediction
+        of the best explicit momentum needs its ``curvatures`` (a quadratic; NaN otherwise).
+    optimizer : str or callable
+        The sweep's optimizer: a name or a factory ``(lr, momentum, **options)``
+        (:class:`~asyncsim.sweep.Sweep`); the implicit momentum is measured on plain SGD.
     probe_lrs : sequence of float
         Step sizes of the plain-SGD runs that measure implicit momentum (the estimate reads low with
         a large step, theory/README.md §9).
@@ -204,7 +211,9 @@ def momentum_against_variability(
     rng : None, int >= 0, SeedSequence or Generator
         The root of all randomness (module docstring).
     jobs : int
-        Processes for the sweep.
+        Processes for the sweep (when no ``executor`` is given).
+    executor : concurrent.futures.Executor or None
+        Where the sweep's chunks run.
     progress : bool or None
         The sweep's progress bar (default: at a terminal, not in CI).
 
@@ -259,9 +268,10 @@ def momentum_against_variability(
         ),
         seeds=seeds,
         steps=steps,
+        optimizer=optimizer,
         seed=int(stream(seq, "grids").generate_state(1)[0]),
     )
-    table = run_sweep(sweep, jobs=jobs, progress=progress)
+    table = run_sweep(sweep, executor=executor, jobs=jobs, progress=progress)
     best = table.best()
     per_mu = np.min(table.median_iterations(), axis=1)  # (points, momenta): best over α
     with np.errstate(invalid="ignore"):
@@ -270,8 +280,12 @@ def momentum_against_variability(
     low = np.array([grid_mu[row].min() if row.any() else np.nan for row in near])
     high = np.array([grid_mu[row].max() if row.any() else np.nan for row in near])
     shape = (ms.size, cv.size)
-    curvatures = make_problem(problem).curvatures
-    geometric = optimal_explicit_momentum(implicit_momentum(ms), curvatures).mu_l
+    curvatures = curvatures_of(problem)
+    geometric = (
+        np.full(ms.size, np.nan)
+        if curvatures is None
+        else optimal_explicit_momentum(implicit_momentum(ms), curvatures).mu_l
+    )
     return VariabilityResult(
         workers=ms,
         cvs=cv,
@@ -287,7 +301,7 @@ def momentum_against_variability(
         momentum_high=high.reshape(shape),
         iterations=per_mu.reshape(*shape, -1),
         best_momentum_geometric=np.asarray(geometric, dtype=np.float64).reshape(-1),
-        problem=problem,
+        problem=problem if isinstance(problem, str) else str(problem.name),
         probe_lrs=probes,
         lrs=np.asarray(sweep.lrs),
         momenta=grid_mu,
@@ -300,7 +314,7 @@ def momentum_against_variability(
 
 
 def _implicit(
-    problem: str,
+    problem: Any,
     m: int,
     cv: float,
     probes: np.ndarray,
@@ -319,7 +333,7 @@ def _implicit(
     summary = np.median([tau.mean(axis=1), tau.std(axis=1), np.mean(tau == 0, axis=1)], axis=1)
     b = probes.size
     history = run(
-        make_problem(problem),
+        make_problem(problem) if isinstance(problem, str) else problem,
         sgd(np.tile(probes, seeds)),
         [tr for tr in traces for _ in range(b)],
         steps,
