@@ -17,6 +17,7 @@ from asyncsim.experiments import (
     compute_groups,
     concurrently,
     momentum_against_variability,
+    momentum_sweep,
     penalty,
     robust_region,
     single_run_momentum,
@@ -107,6 +108,8 @@ def test_best_momentum_and_penalty_share_a_sweep_on_a_users_problem() -> None:
     best = _checked(best_momentum(Valley(), predict=False, **common), "best_momentum")
     assert set(best.data["kind"]) == {"grid"}
     assert best.config["problem"] == "valley" and best.config["optimizer"] == "my_heavy_ball"
+    alone = momentum_sweep(Valley(), **common)  # the sweep the two can share
+    np.testing.assert_array_equal(alone["iterations"], best.raw["sweep"]["iterations"])
     shared = penalty(Valley(), sweep=best.raw["sweep"], **common)
     assert _checked(shared, "penalty").raw["sweep"] is best.raw["sweep"]
     fixed = shared.data[shared.data["tuning"] == "μ = 0.9 fixed"]
