@@ -3,8 +3,8 @@ r"""The teaching figures: each claim of [AbM]_ and [YF]_ measured in the simulat
 Every figure has a ``make_<name>(*, scale, rng, jobs, ...)`` that returns a :class:`FigureResult`: the
 matplotlib figure and the tidy table behind it (a :class:`pandas.DataFrame`, one row per plotted
 point). The tables come from :mod:`asyncsim.experiments` (where ``theory``'s predictions are set beside
-the measurements); this module only draws: panel functions ``plot_<panel>(data, ax=None) -> ax`` draw
-from the table alone, so what a figure shows can be checked from its data.
+the measurements); this module only draws: panel functions ``plot_<panel>(data, ax=None) -> ax``
+use nothing but the table, so what a figure shows can be checked from its data.
 
 ==================  ============================================================================
 name                claim

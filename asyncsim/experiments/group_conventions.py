@@ -4,8 +4,8 @@ work plus a synchronization cost, and its gradient has the noise of one minibatc
 
 :func:`~asyncsim.experiments.compute_groups` (and ``ClusterConfig(mode="groups")``) take the other
 convention: every member computes a full minibatch gradient and the group aggregates k of them
-(noise variance divided by k, the slowest member's time for a whole minibatch). Here the traces come
-from the same cluster model with each member's compute times scaled by 1/k and a deterministic push
+(noise variance divided by k, the slowest member's time for a whole minibatch). Here the traces are
+the same cluster model's, with each member's compute times scaled by 1/k and a deterministic push
 latency for the synchronization, and their ``n_aggregated`` is set to one.
 """
 
