@@ -14,7 +14,7 @@ import pandas as pd
 from asyncsim.cluster import ClusterConfig
 from asyncsim.experiments._schedule import Runner
 from asyncsim.experiments.result import ExperimentResult, conduct, documented
-from asyncsim.experiments.settings import settings
+from asyncsim.experiments.settings import settings_from
 from asyncsim.sweep import Sweep, SweepResult
 
 __all__ = ["adam_beta1"]
@@ -134,28 +134,8 @@ def adam_beta1(
     ----------
     J. Zhang, I. Mitliagkas, "YellowFin: an automatic tuner for momentum SGD" (blog post, 2017);
     theory/README.md §2."""
-    s = settings(
-        "adam_beta1",
-        scale,
-        betas=betas,
-        workers=workers,
-        lrs=lrs,
-        seeds=seeds,
-        steps=steps,
-        record_every=record_every,
-        target=target,
-    )
+    arguments = dict(locals())
+    s = settings_from("adam_beta1", arguments, skip=("problem", "optimizer", "cluster"))
     s.setdefault("target", None)
     s["betas"] = tuple(float(b) for b in s["betas"])
-    return conduct(
-        "adam_beta1",
-        _compute,
-        s,
-        rng=rng,
-        jobs=jobs,
-        executor=executor,
-        progress=progress,
-        problem=problem,
-        optimizer=optimizer,
-        cluster=cluster,
-    )
+    return conduct("adam_beta1", _compute, s, arguments, inputs=("problem", "optimizer", "cluster"))

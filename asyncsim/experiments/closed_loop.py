@@ -14,7 +14,7 @@ from asyncsim.cluster import ClusterConfig, simulate
 from asyncsim.engine import run
 from asyncsim.experiments._schedule import Runner, stream_of
 from asyncsim.experiments.result import ExperimentResult, conduct, documented
-from asyncsim.experiments.settings import settings
+from asyncsim.experiments.settings import settings_from
 from asyncsim.experiments.total_momentum import quantiles
 from asyncsim.measure import iterations_to_target
 from asyncsim.problems import make_problem
@@ -135,30 +135,12 @@ def closed_loop(
         The target μ*; None (from the settings or by ``target=float("nan")``) lets the tuner choose.
     gains, lr_init, seeds, steps, record_every
         The closed-loop gains, the starting step size and the run."""
-    s = settings(
-        "closed_loop",
-        scale,
-        workers=workers,
-        target=target,
-        gains=gains,
-        lr_init=lr_init,
-        seeds=seeds,
-        steps=steps,
-        record_every=record_every,
-    )
+    arguments = dict(locals())
+    s = settings_from("closed_loop", arguments, skip=("problem", "optimizer", "cluster"))
     if target is not None and np.isnan(target):
         s["target"] = None
     if cluster is not None:
         s["workers"] = cluster.n_workers
     return conduct(
-        "closed_loop",
-        _compute,
-        s,
-        rng=rng,
-        jobs=jobs,
-        executor=executor,
-        progress=progress,
-        problem=problem,
-        optimizer=optimizer,
-        cluster=cluster,
+        "closed_loop", _compute, s, arguments, inputs=("problem", "optimizer", "cluster")
     )

@@ -22,7 +22,7 @@ from asyncsim.engine import History, run
 from asyncsim.experiments._schedule import Runner
 from asyncsim.experiments.momentum import curvatures_of
 from asyncsim.experiments.result import ExperimentResult, conduct, documented
-from asyncsim.experiments.settings import settings
+from asyncsim.experiments.settings import settings_from
 from asyncsim.measure import contraction_rate, iterations_to_target
 from asyncsim.optim import heavy_ball
 from asyncsim.problems import Problem, make_problem
@@ -209,26 +209,11 @@ def implicit_momentum_equivalence(
     ----------
     I. Mitliagkas, C. Zhang, S. Hadjis, C. Ré, "Asynchrony begets Momentum, with an Application to
     Deep Learning", Allerton 2016, arXiv:1605.09774, Theorems 3, 5 and 6."""
-    s = settings(
-        "implicit_momentum",
-        scale,
-        workers=workers,
-        momenta=momenta,
-        effective_steps=effective_steps,
-        steps=steps,
-        skip=skip,
-        tail=tail,
-    )
+    arguments = dict(locals())
+    s = settings_from("implicit_momentum", arguments, skip=("problem", "optimizer"))
+    inputs = ("problem", "optimizer")
     return conduct(
-        "implicit_momentum_equivalence",
-        _compute_equivalence,
-        s,
-        rng=rng,
-        jobs=jobs,
-        executor=executor,
-        progress=progress,
-        problem=problem,
-        optimizer=optimizer,
+        "implicit_momentum_equivalence", _compute_equivalence, s, arguments, inputs=inputs
     )
 
 
@@ -352,26 +337,9 @@ def mean_iterate_momentum(
     ----------
     I. Mitliagkas, C. Zhang, S. Hadjis, C. Ré, "Asynchrony begets Momentum, with an Application to
     Deep Learning", Allerton 2016, arXiv:1605.09774, Theorem 7 and Fig. 6."""
-    s = settings(
-        "mean_iterate",
-        scale,
-        budget=budget,
-        momenta=momenta,
-        effective_steps=effective_steps,
-        target=target,
-        skip=skip,
-        tail=tail,
-    )
+    arguments = dict(locals())
+    s = settings_from("mean_iterate", arguments, skip=("problem", "optimizer"))
     s["momenta"] = tuple(float(v) for v in s["momenta"])
     s["effective_steps"] = tuple(float(v) for v in s["effective_steps"])
-    return conduct(
-        "mean_iterate_momentum",
-        _compute_mean_iterate,
-        s,
-        rng=rng,
-        jobs=jobs,
-        executor=executor,
-        progress=progress,
-        problem=problem,
-        optimizer=optimizer,
-    )
+    inputs = ("problem", "optimizer")
+    return conduct("mean_iterate_momentum", _compute_mean_iterate, s, arguments, inputs=inputs)

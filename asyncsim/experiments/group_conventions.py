@@ -25,7 +25,7 @@ from asyncsim.distributions import Deterministic
 from asyncsim.engine import run
 from asyncsim.experiments._schedule import Runner, stream_of
 from asyncsim.experiments.result import ExperimentResult, conduct, documented
-from asyncsim.experiments.settings import GROUP_SETTINGS, MU_GRID, settings
+from asyncsim.experiments.settings import GROUP_SETTINGS, MU_GRID, settings_from
 from asyncsim.measure import iterations_to_target, time_to_target
 from asyncsim.problems import make_problem
 from asyncsim.sweep import OPTIMIZERS
@@ -254,40 +254,19 @@ def groups_papers_convention(
     ----------
     I. Mitliagkas, C. Zhang, S. Hadjis, C. Ré, "Asynchrony begets Momentum", arXiv:1605.09774, §IV;
     S. Hadjis, C. Zhang, I. Mitliagkas, D. Iter, C. Ré, "Omnivore", arXiv:1606.04487."""
-    s = settings(
-        "group_conventions",
-        scale,
-        groups=groups,
-        sync=sync,
-        conventions=conventions,
-        lrs=lrs,
-        momenta=momenta,
-        seeds=seeds,
-        steps=steps,
-        record_every=record_every,
-        target=target,
-    )
+    arguments = dict(locals(), clusters=tuple(clusters))
+    inputs = ("problem", "optimizer", "clusters")
+    s = settings_from("group_conventions", arguments, skip=inputs)
     s.setdefault("target", None)
     s.setdefault("momenta", MU_GRID)
     s["groups"] = tuple(int(g) for g in s["groups"])
     s["conventions"] = tuple(check_choice("conventions", c, CONVENTIONS) for c in s["conventions"])
     check_real("sync", s["sync"], low=0.0)
-    clusters = tuple(clusters)
+    clusters = arguments["clusters"]
     workers = {cluster.n_workers for _, cluster in clusters}
     if len(workers) != 1:
         raise ValueError(f"clusters must all have the same n_workers, got {sorted(workers)}")
     for g in s["groups"]:
         if g < 1 or clusters[0][1].n_workers % g:
             raise ValueError(f"groups must divide n_workers = {clusters[0][1].n_workers}, got {g}")
-    return conduct(
-        "groups_papers_convention",
-        _compute,
-        s,
-        rng=rng,
-        jobs=jobs,
-        executor=executor,
-        progress=progress,
-        problem=problem,
-        optimizer=optimizer,
-        clusters=clusters,
-    )
+    return conduct("groups_papers_convention", _compute, s, arguments, inputs=inputs)

@@ -15,7 +15,7 @@ from asyncsim.cluster import ClusterConfig
 from asyncsim.experiments._schedule import Runner
 from asyncsim.experiments.momentum import grid_optimum
 from asyncsim.experiments.result import ExperimentResult, conduct, documented
-from asyncsim.experiments.settings import GROUP_SETTINGS, MU_GRID, settings
+from asyncsim.experiments.settings import GROUP_SETTINGS, MU_GRID, settings_from
 from asyncsim.sweep import Sweep, SweepResult
 
 __all__ = ["compute_groups"]
@@ -128,26 +128,9 @@ def compute_groups(
         The numbers of groups (each dividing M).
     lrs, momenta, seeds, steps, record_every
         The grid and the runs."""
-    s = settings(
-        "groups",
-        scale,
-        groups=groups,
-        lrs=lrs,
-        momenta=MU_GRID if momenta is None else tuple(momenta),
-        seeds=seeds,
-        steps=steps,
-        record_every=record_every,
-    )
+    arguments = dict(locals(), clusters=tuple(clusters))
+    inputs = ("problem", "optimizer", "clusters")
+    s = settings_from("groups", arguments, skip=inputs)
+    s["momenta"] = tuple(s.get("momenta", MU_GRID))
     s["groups"] = tuple(s["groups"])
-    return conduct(
-        "compute_groups",
-        _compute,
-        s,
-        rng=rng,
-        jobs=jobs,
-        executor=executor,
-        progress=progress,
-        problem=problem,
-        optimizer=optimizer,
-        clusters=tuple(clusters),
-    )
+    return conduct("compute_groups", _compute, s, arguments, inputs=inputs)

@@ -20,7 +20,7 @@ import theory
 from asyncsim.cluster import ClusterConfig
 from asyncsim.experiments._schedule import Runner, root_seed, runner
 from asyncsim.experiments.result import ExperimentResult, conduct, documented
-from asyncsim.experiments.settings import NEAR_OPTIMAL, settings
+from asyncsim.experiments.settings import NEAR_OPTIMAL, settings, settings_from
 from asyncsim.sweep import Sweep, SweepResult
 
 __all__ = ["TUNINGS", "best_momentum", "momentum_sweep", "penalty", "single_run_momentum"]
@@ -60,6 +60,9 @@ def _grid_sweep(
         **fields,
     )
 
+
+_INPUTS = ("problem", "optimizer", "cluster")
+"""The inputs of the grid experiments, beside their grid."""
 
 _GRID = ("workers", "lrs", "momenta", "seeds", "steps", "record_every", "target")
 """The grid arguments of :func:`momentum_sweep`, :func:`best_momentum` and :func:`penalty`."""
@@ -231,21 +234,10 @@ def best_momentum(
         A precomputed :func:`momentum_sweep` (the other grid arguments are then unused).
     predict : bool
         Add theory's rows for a quadratic (about two seconds per M of a fine grid of 13 or more)."""
-    s = _grid_settings(scale, locals())
-    return conduct(
-        "best_momentum",
-        _compute_best,
-        s,
-        rng=rng,
-        jobs=jobs,
-        executor=executor,
-        progress=progress,
-        shared={"sweep": sweep},
-        problem=problem,
-        optimizer=optimizer,
-        cluster=cluster,
-        predict=predict,
-    )
+    arguments = dict(locals())
+    s = _grid_settings(scale, arguments)
+    inputs = (*_INPUTS, "predict")
+    return conduct("best_momentum", _compute_best, s, arguments, inputs=inputs, shared=("sweep",))
 
 
 def _compute_single_run(
@@ -306,27 +298,11 @@ def single_run_momentum(
         Updates per M (its keys are the worker counts; M = 1 runs one seed).
     lrs, momenta, seeds, record_every, target
         The grid and the relative distance."""
-    s = settings(
-        "single_run",
-        scale,
-        budget=budget,
-        lrs=lrs,
-        seeds=seeds,
-        record_every=record_every,
-        target=target,
-    )
+    arguments = dict(locals())
+    s = settings_from("single_run", arguments, skip=("problem", "optimizer", "momenta"))
     s["momenta"] = settings("nq50", scale)["momenta"] if momenta is None else tuple(momenta)
-    return conduct(
-        "single_run_momentum",
-        _compute_single_run,
-        s,
-        rng=rng,
-        jobs=jobs,
-        executor=executor,
-        progress=progress,
-        problem=problem,
-        optimizer=optimizer,
-    )
+    inputs = ("problem", "optimizer")
+    return conduct("single_run_momentum", _compute_single_run, s, arguments, inputs=inputs)
 
 
 def _compute_penalty(
@@ -400,17 +376,6 @@ def penalty(
     first M) under the three tuning rules of :data:`TUNINGS`: μ fixed at 0.9, tuned over μ ≥ 0, tuned
     over all μ (negative allowed); for a quadratic under geometric staleness, theory's prediction
     for tuned μ beside them. Arguments as :func:`best_momentum` (the grid must hold μ = 0.9)."""
-    s = _grid_settings(scale, locals())
-    return conduct(
-        "penalty",
-        _compute_penalty,
-        s,
-        rng=rng,
-        jobs=jobs,
-        executor=executor,
-        progress=progress,
-        shared={"sweep": sweep},
-        problem=problem,
-        optimizer=optimizer,
-        cluster=cluster,
-    )
+    arguments = dict(locals())
+    s = _grid_settings(scale, arguments)
+    return conduct("penalty", _compute_penalty, s, arguments, inputs=_INPUTS, shared=("sweep",))

@@ -28,7 +28,7 @@ import theory
 from asyncsim.engine import run
 from asyncsim.experiments._schedule import Runner
 from asyncsim.experiments.result import ExperimentResult, conduct, documented
-from asyncsim.experiments.settings import settings
+from asyncsim.experiments.settings import settings_from
 from asyncsim.measure import contraction_rate
 from asyncsim.optim import heavy_ball
 from asyncsim.problems import Problem
@@ -283,17 +283,9 @@ def robust_region_nonconvex(
     ----------
     J. Zhang, I. Mitliagkas, C. Ré, "YellowFin and the Art of Momentum Tuning", MLSys 2019,
     arXiv:1706.03471, §3 (generalized curvature, Lemma 2 and Fig. 3)."""
-    s = settings(
-        "robust_nonconvex", scale, momenta=momenta, inside=inside, steps=steps, floor=floor
-    )
+    arguments = dict(locals())
+    arguments["problem"] = LogPeriodicCurvature() if problem is None else problem
+    s = settings_from("robust_nonconvex", arguments, skip=("problem", "optimizer"))
     return conduct(
-        "robust_region_nonconvex",
-        _compute,
-        s,
-        rng=rng,
-        jobs=jobs,
-        executor=executor,
-        progress=progress,
-        problem=LogPeriodicCurvature() if problem is None else problem,
-        optimizer=optimizer,
+        "robust_region_nonconvex", _compute, s, arguments, inputs=("problem", "optimizer")
     )

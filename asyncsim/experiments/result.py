@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -86,19 +85,19 @@ def conduct(
     name: str,
     compute: Callable[..., tuple[pd.DataFrame, dict[str, Any]]],
     settings: dict[str, Any],
+    arguments: dict[str, Any],
     *,
-    rng: Any,
-    jobs: int,
-    executor: Executor | None,
-    progress: bool | None,
-    shared: dict[str, Any] | None = None,
-    **inputs: Any,
+    inputs: tuple[str, ...] = (),
+    shared: tuple[str, ...] = (),
 ) -> ExperimentResult:
     """Run ``compute(settings, root, runner, **inputs, **shared) -> (data, raw)`` on a runner and
-    wrap it; ``inputs`` (problem, optimizer, cluster) enter ``config``, ``shared`` (results computed
-    elsewhere, such as a sweep two experiments share) do not."""
-    root = root_seed(rng)
-    with runner(jobs, executor, progress) as where:
-        data, raw = compute(settings, root, where, **inputs, **(shared or {}))
-    config = settings | {key: label(value) for key, value in inputs.items()}
+    wrap it. ``arguments`` are the experiment function's (its ``locals()``, with any input it
+    normalized): the run options (``rng``, ``jobs``, ``executor``, ``progress``) come from them, and
+    so do the ``inputs`` (problem, optimizer, cluster: they enter ``config``) and the ``shared``
+    results computed elsewhere (such as a sweep two experiments share: they do not)."""
+    root = root_seed(arguments["rng"])
+    given = {key: arguments[key] for key in inputs}
+    with runner(arguments["jobs"], arguments["executor"], arguments["progress"]) as where:
+        data, raw = compute(settings, root, where, **given, **{k: arguments[k] for k in shared})
+    config = settings | {key: label(value) for key, value in given.items()}
     return ExperimentResult(name, data, config, SeedRecord(root), raw)

@@ -15,7 +15,7 @@ from asyncsim.engine import run
 from asyncsim.experiments._schedule import Runner
 from asyncsim.experiments.momentum import curvatures_of
 from asyncsim.experiments.result import ExperimentResult, conduct, documented
-from asyncsim.experiments.settings import settings
+from asyncsim.experiments.settings import settings_from
 from asyncsim.measure import contraction_rate
 from asyncsim.optim import heavy_ball
 from asyncsim.problems import make_problem
@@ -128,15 +128,6 @@ def robust_region(
         Step sizes measured inside the region per μ (two more below it).
     steps : int or None
         Updates per run."""
-    s = settings("robust_region", scale, momenta=momenta, inside=inside, steps=steps)
-    return conduct(
-        "robust_region",
-        _compute,
-        s,
-        rng=rng,
-        jobs=jobs,
-        executor=executor,
-        progress=progress,
-        problem=problem,
-        optimizer=optimizer,
-    )
+    arguments = dict(locals())
+    s = settings_from("robust_region", arguments, skip=("problem", "optimizer"))
+    return conduct("robust_region", _compute, s, arguments, inputs=("problem", "optimizer"))

@@ -15,7 +15,16 @@ from asyncsim._validate import check_choice
 from asyncsim.cluster import ClusterConfig
 from asyncsim.distributions import Deterministic
 
-__all__ = ["GROUP_SETTINGS", "MU_GRID", "NEAR_OPTIMAL", "SCALES", "TUNER_VARIANTS", "settings"]
+__all__ = [
+    "GROUP_SETTINGS",
+    "MU_GRID",
+    "NEAR_OPTIMAL",
+    "RUN_OPTIONS",
+    "SCALES",
+    "TUNER_VARIANTS",
+    "settings",
+    "settings_from",
+]
 
 SCALES = ("quick", "full")
 """Scales of every experiment."""
@@ -246,3 +255,17 @@ def settings(name: str, scale: str, **overrides: Any) -> dict[str, Any]:
     """Experiment ``name``'s settings at ``scale``, with the ``overrides`` that are not None."""
     check_choice("scale", scale, SCALES)
     return _SETTINGS[name][scale] | {k: v for k, v in overrides.items() if v is not None}
+
+
+RUN_OPTIONS = ("scale", "rng", "jobs", "executor", "progress")
+"""The arguments every experiment function takes to say where and how it runs."""
+
+
+def settings_from(
+    name: str, arguments: dict[str, Any], *, skip: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """Experiment ``name``'s settings at ``arguments["scale"]``, overridden by an experiment
+    function's arguments (its ``locals()`` on entry) that are not None, leaving out the run options
+    and the names in ``skip`` (its inputs: problem, optimizer, ...)."""
+    overrides = {k: v for k, v in arguments.items() if k not in RUN_OPTIONS and k not in skip}
+    return settings(name, arguments["scale"], **overrides)

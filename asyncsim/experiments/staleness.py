@@ -14,7 +14,7 @@ from asyncsim.cluster import ClusterConfig, simulate
 from asyncsim.distributions import Uniform
 from asyncsim.experiments._schedule import Runner, stream_of
 from asyncsim.experiments.result import ExperimentResult, conduct, documented
-from asyncsim.experiments.settings import settings
+from asyncsim.experiments.settings import settings_from
 
 __all__ = ["staleness_law"]
 
@@ -93,14 +93,6 @@ def staleness_law(
         Updates simulated per cluster.
     max_workers : int or None
         Largest M of the default clusters."""
-    s = settings("staleness", scale, updates=updates, max_workers=max_workers)
-    return conduct(
-        "staleness_law",
-        _compute,
-        s,
-        rng=rng,
-        jobs=jobs,
-        executor=executor,
-        progress=progress,
-        clusters=clusters,
-    )
+    arguments = dict(locals())
+    s = settings_from("staleness", arguments, skip=("clusters",))
+    return conduct("staleness_law", _compute, s, arguments, inputs=("clusters",))

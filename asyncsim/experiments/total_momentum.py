@@ -16,7 +16,7 @@ from asyncsim.cluster import ClusterConfig, simulate
 from asyncsim.engine import run
 from asyncsim.experiments._schedule import Runner, stream_of
 from asyncsim.experiments.result import ExperimentResult, conduct, documented
-from asyncsim.experiments.settings import settings
+from asyncsim.experiments.settings import settings_from
 from asyncsim.optim import heavy_ball
 from asyncsim.problems import make_problem
 
@@ -127,25 +127,8 @@ def total_momentum(
         Template of the clusters (default exponential compute); its worker count and mode are set.
     workers, momenta, lr, seeds, steps, record_every
         The cases and the run."""
-    s = settings(
-        "total_momentum",
-        scale,
-        workers=workers,
-        momenta=momenta,
-        lr=lr,
-        seeds=seeds,
-        steps=steps,
-        record_every=record_every,
-    )
+    arguments = dict(locals())
+    s = settings_from("total_momentum", arguments, skip=("problem", "optimizer", "cluster"))
     return conduct(
-        "total_momentum",
-        _compute,
-        s,
-        rng=rng,
-        jobs=jobs,
-        executor=executor,
-        progress=progress,
-        problem=problem,
-        optimizer=optimizer,
-        cluster=cluster,
+        "total_momentum", _compute, s, arguments, inputs=("problem", "optimizer", "cluster")
     )

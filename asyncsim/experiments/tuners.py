@@ -12,7 +12,7 @@ import pandas as pd
 from asyncsim.comparisons import compare_tuners
 from asyncsim.experiments._schedule import Runner
 from asyncsim.experiments.result import ExperimentResult, conduct, documented
-from asyncsim.experiments.settings import MU_GRID, TUNER_VARIANTS, settings
+from asyncsim.experiments.settings import MU_GRID, TUNER_VARIANTS, settings_from
 from asyncsim.optim import GradientTransformation
 from asyncsim.yellowfin import yellowfin_tuner
 
@@ -117,25 +117,7 @@ def tuners(
     workers, lrs, adam_lrs, seeds, steps, record_every
         The worker counts, the grids of momentum SGD (with the nine μ of theory/README.md §5) and of
         Adam, and the runs."""
-    s = settings(
-        "tuners",
-        scale,
-        workers=workers,
-        lrs=lrs,
-        adam_lrs=adam_lrs,
-        seeds=seeds,
-        steps=steps,
-        record_every=record_every,
-    )
-    return conduct(
-        "tuners",
-        _compute,
-        s,
-        rng=rng,
-        jobs=jobs,
-        executor=executor,
-        progress=progress,
-        problem=problem,
-        tuner=tuner,
-        variants=tuple(variants),
-    )
+    arguments = dict(locals(), variants=tuple(variants))
+    inputs = ("problem", "tuner", "variants")
+    s = settings_from("tuners", arguments, skip=inputs)
+    return conduct("tuners", _compute, s, arguments, inputs=inputs)
