@@ -1,6 +1,7 @@
 """Fused loops for the engine's hottest cases, compiled with numba on first use (cached on disk):
-the whole step of heavy ball on a diagonal quadratic, the momentum update after any gradient, and the
-version store's slot assignment.
+the whole step of heavy ball on a diagonal quadratic, the momentum update after any gradient, the MLP's
+gradient and loss one configuration at a time (its matrix products through BLAS, the elementwise work
+fused around them, in cache), and the version store's slot assignment.
 
 numba is optional (the ``fast`` extra): :func:`quadratic_momentum` returns None where it is absent,
 or where ``ASYNCSIM_KERNELS=numpy`` is set, and the engine then runs its NumPy path. A kernel does the
@@ -11,6 +12,7 @@ multiply-adds), so its results equal it to the last bit; ``tests/test_engine_ref
 from __future__ import annotations
 
 import functools
+import math
 import os
 from collections.abc import Callable
 
@@ -19,6 +21,8 @@ import numpy as np
 __all__ = [
     "assign_slots",
     "compiled_assign_slots",
+    "mlp_gradient",
+    "mlp_losses",
     "momentum_apply",
     "quadratic_momentum",
     "quadratic_momentum_flat",
@@ -149,6 +153,122 @@ def _momentum_apply(
             n[i] = c[i] if keep else c[i] + update
 
 
+def _pairwise_sum(row: np.ndarray) -> float:
+    """Σ row for a short contiguous row (fewer than 128 values), in NumPy's pairwise order: eight
+    running sums combined as ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7)), then the rest."""
+    n = row.size
+    if n < 8:
+        total = 0.0
+        for k in range(n):
+            total += row[k]
+        return total
+    s0, s1, s2, s3 = row[0], row[1], row[2], row[3]
+    s4, s5, s6, s7 = row[4], row[5], row[6], row[7]
+    whole = n - n % 8
+    for k in range(8, whole, 8):
+        s0 += row[k]
+        s1 += row[k + 1]
+        s2 += row[k + 2]
+        s3 += row[k + 3]
+        s4 += row[k + 4]
+        s5 += row[k + 5]
+        s6 += row[k + 6]
+        s7 += row[k + 7]
+    total = ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+    for k in range(whole, n):
+        total += row[k]
+    return total
+
+
+def _mlp_layers(w: np.ndarray, x: np.ndarray, hidden: np.ndarray, logits: np.ndarray) -> None:
+    """One configuration's forward pass: ``hidden`` (m, h) ← tanh(x W1 + b1), ``logits`` (m, c) ←
+    hidden W2 + b2 shifted by each row's max; w (d,) flattened as ``[W1, b1, W2, b2]``."""
+    units, classes = hidden.shape[1], logits.shape[1]
+    n1 = x.shape[1] * units
+    n2 = n1 + units
+    n3 = n2 + units * classes
+    np.dot(x, w[:n1].reshape((x.shape[1], units)), hidden)
+    for i in range(hidden.shape[0]):
+        for j in range(units):
+            hidden[i, j] = 1.0 + -2.0 / (math.exp((hidden[i, j] + w[n1 + j]) * 2.0) + 1.0)
+    np.dot(hidden, w[n2:n3].reshape((units, classes)), logits)
+    for i in range(logits.shape[0]):
+        top = -np.inf
+        for k in range(classes):
+            z = logits[i, k] + w[n3 + k]
+            logits[i, k] = z
+            top = max(top, z)
+        for k in range(classes):
+            logits[i, k] -= top
+
+
+def _mlp_gradient(
+    w: np.ndarray,
+    x: np.ndarray,
+    onehot: np.ndarray,
+    weight: np.ndarray,
+    units: int,
+    out: np.ndarray,
+) -> None:
+    """The MLP's weighted minibatch gradients ``out`` (B, d) of parameters w (B, d), each
+    configuration in one pass that stays in cache, as the NumPy path of
+    ``asyncsim.problems.DigitsMLP``: x (B or 1, m, 64), onehot (B or 1, m, c), weight (B or 1, m);
+    one leading row is shared by every configuration."""
+    m, features, classes = x.shape[1], x.shape[2], onehot.shape[2]
+    n1 = features * units
+    n2 = n1 + units
+    n3 = n2 + units * classes
+    hidden = np.empty((m, units))
+    dlogits = np.empty((m, classes))
+    dhidden = np.empty((m, units))
+    for b in range(w.shape[0]):
+        wb, g = w[b], out[b]
+        xb = x[b if x.shape[0] > 1 else 0]
+        yb = onehot[b if onehot.shape[0] > 1 else 0]
+        cb = weight[b if weight.shape[0] > 1 else 0]
+        _mlp_layers(wb, xb, hidden, dlogits)
+        for i in range(m):  # (softmax - label) x the sample's weight
+            row = dlogits[i]
+            for k in range(classes):
+                row[k] = math.exp(row[k])
+            total = _pairwise_sum(row)
+            for k in range(classes):
+                row[k] = (row[k] / total - yb[i, k]) * cb[i]
+        np.dot(dlogits, wb[n2:n3].reshape((units, classes)).T, dhidden)
+        for i in range(m):
+            for j in range(units):
+                dhidden[i, j] *= 1.0 - hidden[i, j] * hidden[i, j]
+        np.dot(xb.T, dhidden, g[:n1].reshape((features, units)))
+        np.dot(hidden.T, dlogits, g[n2:n3].reshape((units, classes)))
+        for j in range(units):
+            g[n1 + j] = 0.0
+        for k in range(classes):
+            g[n3 + k] = 0.0
+        for i in range(m):  # bias gradients: column sums, row after row as NumPy adds them
+            for j in range(units):
+                g[n1 + j] += dhidden[i, j]
+            for k in range(classes):
+                g[n3 + k] += dlogits[i, k]
+
+
+def _mlp_losses(
+    w: np.ndarray, x: np.ndarray, labels: np.ndarray, units: int, classes: int, out: np.ndarray
+) -> None:
+    """Cross-entropy ``out`` (B, m) of each configuration (w (B, d)) on shared samples x (m, 64)
+    with integer labels (m,), as the NumPy path of ``asyncsim.problems.DigitsMLP.loss``."""
+    m = x.shape[0]
+    hidden = np.empty((m, units))
+    logits = np.empty((m, classes))
+    for b in range(w.shape[0]):
+        _mlp_layers(w[b], x, hidden, logits)
+        for i in range(m):
+            row = logits[i]
+            picked = row[labels[i]]
+            for k in range(classes):
+                row[k] = math.exp(row[k])
+            out[b, i] = math.log(_pairwise_sum(row)) - picked
+
+
 def assign_slots(order: np.ndarray, free_from: np.ndarray, steps: int) -> tuple[np.ndarray, int]:
     """Store slots of versions 0..steps, first-free with the most recently freed first: step t writes
     version t + 1 once the versions whose ``free_from`` (last use) is below t gave their slots back,
@@ -170,13 +290,21 @@ def assign_slots(order: np.ndarray, free_from: np.ndarray, steps: int) -> tuple[
     return slot, n_slots
 
 
+#: Functions the kernels call: compiled, and put in their place, before any kernel is.
+_HELPERS = ("_pairwise_sum", "_mlp_layers")
+
+
 @functools.cache
 def _compiled(name: str) -> Callable | None:
     try:
         import numba
     except ImportError:
         return None
-    return numba.njit(cache=True, fastmath=False, error_model="numpy")(globals()[name])
+    jit = numba.njit(cache=True, fastmath=False, error_model="numpy")
+    for helper in _HELPERS:
+        if not isinstance(globals()[helper], numba.core.dispatcher.Dispatcher):
+            globals()[helper] = jit(globals()[helper])
+    return jit(globals()[name])
 
 
 def _kernel(name: str) -> Callable | None:
@@ -199,6 +327,16 @@ def quadratic_momentum_flat() -> Callable | None:
 def momentum_apply() -> Callable | None:
     """The compiled :func:`_momentum_apply`, or None (numba absent, or ``ASYNCSIM_KERNELS=numpy``)."""
     return _kernel("_momentum_apply")
+
+
+def mlp_gradient() -> Callable | None:
+    """The compiled :func:`_mlp_gradient`, or None (numba absent, or ``ASYNCSIM_KERNELS=numpy``)."""
+    return _kernel("_mlp_gradient")
+
+
+def mlp_losses() -> Callable | None:
+    """The compiled :func:`_mlp_losses`, or None (numba absent, or ``ASYNCSIM_KERNELS=numpy``)."""
+    return _kernel("_mlp_losses")
 
 
 def compiled_assign_slots() -> Callable:

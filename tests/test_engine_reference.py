@@ -262,6 +262,40 @@ def test_fused_momentum_update_equals_the_numpy_path_to_the_last_bit(monkeypatch
         np.testing.assert_array_equal(getattr(b, field_name), getattr(a, field_name))
 
 
+@pytest.mark.parametrize(
+    "minibatch", ["own", "shared", "aggregated", "full data", "saturated", "evaluation"]
+)
+def test_mlp_kernels_equal_the_numpy_path_to_the_last_bit(monkeypatch, minibatch) -> None:
+    """The compiled MLP gradient and loss against the NumPy path: own minibatches per configuration,
+    one shared by all, unequal aggregation (zero-weighted samples), the full-data gradient, weights
+    large enough that tanh and the softmax saturate, and the evaluation loss."""
+    kernels = pytest.importorskip("asyncsim._kernels")
+    if kernels.mlp_gradient() is None:
+        pytest.skip("numba unavailable (not installed, or ASYNCSIM_KERNELS=numpy): NumPy path only")
+    problem = DigitsMLP(hidden=12, batch_size=8, eval_size=50)
+    rng = np.random.default_rng(11)
+    scale = 30.0 if minibatch == "saturated" else 0.3
+    w = problem.init_params(5) + scale * rng.standard_normal((5, problem.dim))
+    draws = problem.draw([np.random.default_rng(s) for s in range(5)], 1, 2)[:, 0]
+
+    def evaluate() -> np.ndarray:
+        if minibatch == "full data":
+            return problem.mean_gradient(w)
+        if minibatch == "evaluation":
+            return problem.loss(w)
+        if minibatch == "shared":
+            return problem.gradient(w, draws[:1], 2)
+        k = np.array([1, 2, 2, 1, 2]) if minibatch == "aggregated" else 1
+        return problem.gradient(w, draws, k)
+
+    results = {}
+    for path in ("numpy", "numba"):
+        monkeypatch.setenv("ASYNCSIM_KERNELS", path)
+        results[path] = evaluate()
+    assert np.isfinite(results["numpy"]).all()
+    np.testing.assert_array_equal(results["numba"], results["numpy"])
+
+
 def write() -> None:
     arrays, index = {}, {}
     for key, _, problem, transform, trace, rng in CASES:
