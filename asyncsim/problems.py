@@ -27,6 +27,7 @@ from asyncsim._validate import (
 )
 
 __all__ = [
+    "DigitsCNN",
     "DigitsMLP",
     "LeastSquares",
     "LogisticRegression",
@@ -403,9 +404,118 @@ def _vector(name: str, value: Any, d: int) -> np.ndarray:
     return np.broadcast_to(arr, (d,)).astype(np.float64)
 
 
+# ------------------------------------------------------------------------------------------ digits
+@dataclass(frozen=True, eq=False)
+class _DigitsClassifier(_MinibatchProblem):
+    """What the digits networks share: scikit-learn's bundled digits (1797 8x8 images, inputs in
+    [0, 1]), minibatches drawn from all of them, the loss on a fixed evaluation subset, parameters
+    flattened per configuration in the order of ``layers()``, Glorot-uniform weights and zero biases.
+    A subclass gives ``layers()`` and its ``_forward`` / ``_batch_gradient``."""
+
+    batch_size: int = 32
+    eval_size: int = 600
+    target: float | None = 0.05
+    seed: int = 0
+    features: np.ndarray = field(init=False, repr=False)
+    onehot: np.ndarray = field(init=False, repr=False)
+    labels: np.ndarray = field(init=False, repr=False)
+    eval_idx: np.ndarray = field(init=False, repr=False)
+    shapes: tuple[tuple[int, ...], ...] = field(init=False, repr=False)
+    bounds: tuple[tuple[int, int], ...] = field(init=False, repr=False)
+    w0: np.ndarray = field(init=False, repr=False)
+    #: Samples per block of the full-data gradient (bounds its memory); the MLP takes all at once.
+    block: int = field(init=False, repr=False, default=1797)
+
+    def layers(self) -> list[tuple[tuple[int, ...], float]]:
+        """Each parameter block's shape and the half-width of its uniform initial values."""
+        raise NotImplementedError
+
+    def __post_init__(self) -> None:
+        check_int("batch_size", self.batch_size, low=1)
+        target = check_real("target", self.target, low=0.0, low_open=True, optional=True)
+        object.__setattr__(self, "target", target)
+        seed = check_rng("seed", self.seed, none=False, seed_sequence=False, generator=False)
+        object.__setattr__(self, "seed", seed)
+        from sklearn.datasets import load_digits  # slow to import: after the cheap checks
+
+        digits = load_digits()
+        x = digits.data / 16.0
+        y = digits.target
+        check_int("eval_size", self.eval_size, low=1, high=x.shape[0])
+        rng = np.random.default_rng(seed)
+        eval_idx = np.sort(rng.permutation(x.shape[0])[: self.eval_size])
+        layers = self.layers()
+        set_ = object.__setattr__
+        set_(self, "features", x)
+        set_(self, "onehot", np.eye(10)[y])
+        set_(self, "labels", y)
+        set_(self, "eval_idx", eval_idx)
+        set_(self, "n_samples", x.shape[0])
+        set_(self, "shapes", tuple(shape for shape, _ in layers))
+        ends = np.cumsum([int(np.prod(shape)) for shape in self.shapes])
+        set_(self, "dim", int(ends[-1]))
+        set_(self, "bounds", tuple(zip((0, *ends[:-1].tolist()), ends.tolist(), strict=True)))
+        parts = [rng.uniform(-a, a, size=int(np.prod(shape))) for shape, a in layers]
+        set_(self, "w0", np.concatenate(parts))
+
+    def init_params(self, batch: int) -> np.ndarray:
+        return np.tile(self.w0, (check_int("batch", batch, low=1), 1))
+
+    def unflatten(self, w: np.ndarray) -> list[np.ndarray]:
+        """Split ``(B, d)`` parameters into views of shape ``(B, *shape)``, one per block of
+        ``layers()``."""
+        return [
+            w[:, a:z].reshape(w.shape[0], *s)
+            for (a, z), s in zip(self.bounds, self.shapes, strict=True)
+        ]
+
+    def accuracy(self, w: np.ndarray) -> np.ndarray:
+        """Fraction of the evaluation subset classified correctly, shape ``(B,)``."""
+        _, logits = self._forward(w, self._inputs(self.eval_idx))
+        return np.mean(logits.argmax(axis=-1) == self.labels[self.eval_idx], axis=-1)
+
+    def _inputs(self, idx: np.ndarray) -> np.ndarray:
+        """The network's inputs for sample indices idx (any shape), leading axes those of idx."""
+        return np.take(self.features, idx, axis=0, out=_work("x", (*idx.shape, 64)), mode="clip")
+
+    def _forward(self, w: np.ndarray, x: np.ndarray) -> tuple[Any, np.ndarray]:
+        """What the backward pass needs, and the max-shifted logits (B, m, 10)."""
+        raise NotImplementedError
+
+    def _batch_gradient(
+        self, w: np.ndarray, x: np.ndarray, onehot: np.ndarray, weight: np.ndarray
+    ) -> np.ndarray:
+        """Σ weight x per-sample gradient, (B, d), over inputs x and labels onehot, per
+        configuration (leading axis B) or shared (no leading axis); weight (B or 1, m)."""
+        raise NotImplementedError
+
+    def gradient(self, w, randomness, n_aggregated):
+        idx, weight = self._weights(randomness, n_aggregated)
+        if idx.shape[0] != w.shape[0]:  # one minibatch for every configuration
+            idx = idx[0]
+        onehot = np.take(
+            self.onehot, idx, axis=0, out=_work("onehot", (*idx.shape, 10)), mode="clip"
+        )
+        return self._batch_gradient(w, self._inputs(idx), onehot, weight)
+
+    def mean_gradient(self, w: np.ndarray) -> np.ndarray:
+        """The full-data gradient, in blocks of ``block`` samples."""
+        n = self.n_samples
+        total = np.zeros_like(w)
+        for start in range(0, n, self.block):
+            idx = np.arange(start, min(start + self.block, n))
+            weight = np.full((1, idx.size), 1.0 / n)
+            total += self._batch_gradient(w, self._inputs(idx), self.onehot[idx], weight)
+        return total
+
+
+def _glorot(fan_in: int, fan_out: int) -> float:
+    return math.sqrt(6.0 / (fan_in + fan_out))
+
+
 # ------------------------------------------------------------------------------------------ MLP
 @dataclass(frozen=True, eq=False)
-class DigitsMLP(_MinibatchProblem):
+class DigitsMLP(_DigitsClassifier):
     """A tanh MLP classifier on scikit-learn's bundled digits (1797 8x8 images, inputs in [0, 1]).
 
     Layers ``64 - hidden - 10``, softmax cross-entropy, minibatch SGD on all 1797 images; the loss is
@@ -429,60 +539,15 @@ class DigitsMLP(_MinibatchProblem):
     """
 
     hidden: int = 32
-    batch_size: int = 32
-    eval_size: int = 600
-    target: float | None = 0.05
-    seed: int = 0
     name: str = "digits-mlp"
-    features: np.ndarray = field(init=False, repr=False)
-    onehot: np.ndarray = field(init=False, repr=False)
-    labels: np.ndarray = field(init=False, repr=False)
-    eval_idx: np.ndarray = field(init=False, repr=False)
-    shapes: tuple[tuple[int, ...], ...] = field(init=False, repr=False)
-    bounds: tuple[tuple[int, int], ...] = field(init=False, repr=False)
-    w0: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         check_int("hidden", self.hidden, low=1)
-        check_int("batch_size", self.batch_size, low=1)
-        target = check_real("target", self.target, low=0.0, low_open=True, optional=True)
-        object.__setattr__(self, "target", target)
-        seed = check_rng("seed", self.seed, none=False, seed_sequence=False, generator=False)
-        object.__setattr__(self, "seed", seed)
-        from sklearn.datasets import load_digits  # slow to import: after the cheap checks
+        super().__post_init__()
 
-        digits = load_digits()
-        x = digits.data / 16.0
-        y = digits.target
-        check_int("eval_size", self.eval_size, low=1, high=x.shape[0])
-        rng = np.random.default_rng(seed)
-        eval_idx = np.sort(rng.permutation(x.shape[0])[: self.eval_size])
+    def layers(self) -> list[tuple[tuple[int, ...], float]]:
         h = self.hidden
-        set_ = object.__setattr__
-        set_(self, "features", x)
-        set_(self, "onehot", np.eye(10)[y])
-        set_(self, "labels", y)
-        set_(self, "eval_idx", eval_idx)
-        set_(self, "n_samples", x.shape[0])
-        set_(self, "shapes", ((64, h), (h,), (h, 10), (10,)))
-        set_(self, "dim", 64 * h + h + 10 * h + 10)
-        ends = np.cumsum([int(np.prod(shape)) for shape in self.shapes])
-        set_(self, "bounds", tuple(zip((0, *ends[:-1].tolist()), ends.tolist(), strict=True)))
-        limits = (np.sqrt(6.0 / (64 + h)), 0.0, np.sqrt(6.0 / (h + 10)), 0.0)
-        parts = [
-            rng.uniform(-a, a, size=np.prod(s)) for a, s in zip(limits, self.shapes, strict=True)
-        ]
-        set_(self, "w0", np.concatenate(parts))
-
-    def init_params(self, batch: int) -> np.ndarray:
-        return np.tile(self.w0, (check_int("batch", batch, low=1), 1))
-
-    def unflatten(self, w: np.ndarray) -> list[np.ndarray]:
-        """Split ``(B, d)`` parameters into views ``W1 (B, 64, h), b1 (B, h), W2 (B, h, 10), b2 (B, 10)``."""
-        return [
-            w[:, a:z].reshape(w.shape[0], *s)
-            for (a, z), s in zip(self.bounds, self.shapes, strict=True)
-        ]
+        return [((64, h), _glorot(64, h)), ((h,), 0.0), ((h, 10), _glorot(h, 10)), ((10,), 0.0)]
 
     def _forward(self, w: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Hidden activations (B, m, h) and max-shifted logits (B, m, 10) for inputs x (B, m, 64), or
@@ -508,11 +573,6 @@ class DigitsMLP(_MinibatchProblem):
         picked = np.take_along_axis(logits, self.labels[self.eval_idx][None, :, None], axis=-1)
         log_norm = np.log(np.exp(logits, out=logits).sum(axis=-1))
         return np.mean(log_norm - picked[..., 0], axis=-1)
-
-    def accuracy(self, w: np.ndarray) -> np.ndarray:
-        """Fraction of the evaluation subset classified correctly, shape ``(B,)``."""
-        _, logits = self._forward(w, self.features[self.eval_idx])
-        return np.mean(logits.argmax(axis=-1) == self.labels[self.eval_idx], axis=-1)
 
     def _batch_gradient(self, w: np.ndarray, x: np.ndarray, onehot: np.ndarray, weight: np.ndarray):
         """Weighted-mean gradient over per-configuration samples x (B, m, 64), onehot (B, m, 10), or
@@ -543,19 +603,121 @@ class DigitsMLP(_MinibatchProblem):
         dlogits.sum(axis=1, out=gb2)
         return out
 
-    def gradient(self, w, randomness, n_aggregated):
-        idx, weight = self._weights(randomness, n_aggregated)
-        if idx.shape[0] != w.shape[0]:  # one minibatch for every configuration
-            idx = idx[0]
-        x = np.take(self.features, idx, axis=0, out=_work("x", (*idx.shape, 64)), mode="clip")
-        onehot = np.take(
-            self.onehot, idx, axis=0, out=_work("onehot", (*idx.shape, 10)), mode="clip"
-        )
-        return self._batch_gradient(w, x, onehot, weight)
 
-    def mean_gradient(self, w: np.ndarray) -> np.ndarray:
-        n = self.n_samples
-        return self._batch_gradient(w, self.features, self.onehot, np.full((1, n), 1.0 / n))
+# ------------------------------------------------------------------------------------------ CNN
+@dataclass(frozen=True, eq=False)
+class DigitsCNN(_DigitsClassifier):
+    """A small convolutional classifier on scikit-learn's bundled digits (8x8 images in [0, 1]).
+
+    One 3x3 convolution with ``channels`` output channels (padding 1, stride 1) and tanh, 2x2 average
+    pooling to (channels, 4, 4), a dense layer to 10 classes, softmax cross-entropy. Parameters are
+    flattened per configuration in the order and layout of the equivalent PyTorch module
+    (``Conv2d(1, c, 3, padding=1)``, ``AvgPool2d(2)``, ``Linear(16 c, 10)``, flattening channel by
+    channel): ``[conv weight (c, 1, 3, 3), conv bias (c), dense weight (10, 16 c), dense bias (10)]``.
+    Forward and backward are written by hand and batched over configurations; the convolution is a
+    matrix multiply over the 3x3 patches of each image (made once).
+
+    Parameters
+    ----------
+    channels : int
+        Convolution channels (8 in the reference problem).
+    batch_size : int
+        Minibatch size of one gradient (32).
+    eval_size : int
+        Size of the fixed evaluation subset (600).
+    target : float or None
+        Evaluation loss counted as converged (0.05), finite and > 0; None: no target.
+    seed : int >= 0
+        Seeds the initial weights (Glorot uniform, as fans of the convolution count its 9 taps) and
+        the evaluation subset; the same for every configuration.
+    """
+
+    channels: int = 8
+    name: str = "digits-cnn"
+    patches: np.ndarray = field(init=False, repr=False)
+    #: Samples per block of the evaluation and the full-data gradient (bounds their memory).
+    block: int = field(init=False, repr=False, default=100)
+
+    def __post_init__(self) -> None:
+        check_int("channels", self.channels, low=1)
+        super().__post_init__()
+        padded = np.pad(self.features.reshape(-1, 8, 8), ((0, 0), (1, 1), (1, 1)))
+        taps = [padded[:, dy : dy + 8, dx : dx + 8] for dy in range(3) for dx in range(3)]
+        object.__setattr__(self, "patches", np.stack(taps, axis=-1).reshape(-1, 64, 9))
+
+    def layers(self) -> list[tuple[tuple[int, ...], float]]:
+        c = self.channels
+        return [
+            ((c, 1, 3, 3), _glorot(9, 9 * c)),
+            ((c,), 0.0),
+            ((10, 16 * c), _glorot(16 * c, 10)),
+            ((10,), 0.0),
+        ]
+
+    def _inputs(self, idx: np.ndarray) -> np.ndarray:
+        """The 3x3 patches of the images idx, shape ``(*idx.shape, 64, 9)``."""
+        return self.patches[idx]
+
+    def _forward(self, w: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Convolution activations (B, m, 64, c) and max-shifted logits (B, m, 10) for patches x
+        (B, m, 64, 9), or (m, 64, 9) shared by every configuration."""
+        kernel, bias, dense, dense_bias = self.unflatten(w)
+        b, c = w.shape[0], self.channels
+        taps = kernel.reshape(b, 1, c, 9).transpose(0, 1, 3, 2)  # (B, 1, 9, c)
+        pre = np.matmul(x, taps)  # (B, m, 64, c)
+        m = pre.shape[1]
+        act = _bias_tanh(pre.reshape(b, m * 64, c), bias).reshape(b, m, 64, c)
+        pooled = act.reshape(b, m, 4, 2, 4, 2, c).mean(axis=(3, 5))  # (B, m, 4, 4, c)
+        features = pooled.transpose(0, 1, 4, 2, 3).reshape(b, m, 16 * c)  # channel by channel
+        logits = np.matmul(features, dense.transpose(0, 2, 1))
+        logits += dense_bias[:, None, :]
+        logits -= logits.max(axis=-1, keepdims=True)
+        return (act, features), logits
+
+    def loss(self, w: np.ndarray) -> np.ndarray:
+        losses = []
+        for start in range(0, self.eval_size, self.block):
+            idx = self.eval_idx[start : start + self.block]
+            _, logits = self._forward(w, self.patches[idx])
+            picked = np.take_along_axis(logits, self.labels[idx][None, :, None], axis=-1)[..., 0]
+            losses.append(np.log(np.exp(logits).sum(axis=-1)) - picked)
+        return np.mean(np.concatenate(losses, axis=-1), axis=-1)
+
+    def accuracy(self, w: np.ndarray) -> np.ndarray:
+        """Fraction of the evaluation subset classified correctly, shape ``(B,)``."""
+        right = [
+            self._forward(w, self.patches[idx])[1].argmax(axis=-1) == self.labels[idx]
+            for idx in np.array_split(self.eval_idx, -(-self.eval_size // self.block))
+        ]
+        return np.mean(np.concatenate(right, axis=-1), axis=-1)
+
+    def _batch_gradient(self, w: np.ndarray, x: np.ndarray, onehot: np.ndarray, weight: np.ndarray):
+        """Weighted-sum gradient over per-configuration patches x (B, m, 64, 9) and onehot
+        (B, m, 10), or over patches x (m, 64, 9) and onehot (m, 10) shared by every configuration;
+        weight (B or 1, m)."""
+        b, c = w.shape[0], self.channels
+        dense = self.unflatten(w)[2]
+        (act, features), logits = self._forward(w, x)
+        m = act.shape[1]
+        prob = np.exp(logits, out=logits)
+        prob /= prob.sum(axis=-1, keepdims=True)
+        prob -= onehot
+        dlogits = prob
+        dlogits *= weight[..., None]
+        out = np.empty_like(w)
+        g_kernel, g_bias, g_dense, g_dense_bias = self.unflatten(out)
+        np.matmul(dlogits.transpose(0, 2, 1), features, out=g_dense)
+        dlogits.sum(axis=1, out=g_dense_bias)
+        dpooled = np.matmul(dlogits, dense).reshape(b, m, c, 4, 1, 4, 1)
+        dpooled = dpooled.transpose(0, 1, 3, 4, 5, 6, 2) * 0.25  # (B, m, 4, 1, 4, 1, c)
+        dact = np.broadcast_to(dpooled, (b, m, 4, 2, 4, 2, c)).reshape(b, m, 64, c)
+        dpre = dact * (1.0 - act * act)
+        dpre.sum(axis=(1, 2), out=g_bias)
+        # Σ over samples and positions of patch x dpre: (B, 9, m·64) @ (B, m·64, c)
+        patches = np.broadcast_to(x, (b, m, 64, 9)).reshape(b, m * 64, 9)
+        taps = np.matmul(patches.transpose(0, 2, 1), dpre.reshape(b, m * 64, c))  # (B, 9, c)
+        g_kernel[:] = taps.transpose(0, 2, 1).reshape(b, c, 1, 3, 3)
+        return out
 
 
 # ------------------------------------------------------------------------------------------ registry
@@ -566,11 +728,12 @@ def make_problem(name: str, **options: Any) -> Problem:
       (``noise``, ``rotation``, ...).
     - ``q10``: noiseless, d = 10, h = logspace(0, -log10 κ, 10); option ``kappa`` (5 or 20; default 5).
     - ``digits-mlp``: :class:`DigitsMLP` with the reference settings; options override.
+    - ``digits-cnn``: :class:`DigitsCNN` with the reference settings; options override.
 
     >>> make_problem("nq50").dim
     50
     """
-    check_choice("name", name, ("nq50", "q10", "digits-mlp"))
+    check_choice("name", name, ("nq50", "q10", "digits-mlp", "digits-cnn"))
     settings: dict[str, Any]
     if name == "nq50":
         settings = {"curvatures": spectrum(50, 100.0), "noise": 0.03, "name": "nq50"}
@@ -583,4 +746,6 @@ def make_problem(name: str, **options: Any) -> Problem:
             "name": f"q10-k{kappa:g}",
         }
         return NoisyQuadratic(**(settings | options))
+    if name == "digits-cnn":
+        return DigitsCNN(**options)
     return DigitsMLP(**options)
