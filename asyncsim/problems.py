@@ -32,6 +32,7 @@ __all__ = [
     "LeastSquares",
     "LogisticRegression",
     "NoisyQuadratic",
+    "REFERENCE_PROBLEMS",
     "Problem",
     "make_problem",
     "spectrum",
@@ -721,6 +722,10 @@ class DigitsCNN(_DigitsClassifier):
 
 
 # ------------------------------------------------------------------------------------------ registry
+#: The names :func:`make_problem` takes.
+REFERENCE_PROBLEMS = ("nq50", "q10", "digits-mlp", "digits-cnn")
+
+
 def make_problem(name: str, **options: Any) -> Problem:
     """A reference problem of theory/README.md §5 by name.
 
@@ -733,7 +738,7 @@ def make_problem(name: str, **options: Any) -> Problem:
     >>> make_problem("nq50").dim
     50
     """
-    check_choice("name", name, ("nq50", "q10", "digits-mlp", "digits-cnn"))
+    check_choice("name", name, REFERENCE_PROBLEMS)
     settings: dict[str, Any]
     if name == "nq50":
         settings = {"curvatures": spectrum(50, 100.0), "noise": 0.03, "name": "nq50"}
