@@ -20,6 +20,8 @@ import numpy as np
 
 __all__ = [
     "assign_slots",
+    "cnn_gradient",
+    "cnn_losses",
     "compiled_assign_slots",
     "mlp_gradient",
     "mlp_losses",
@@ -180,6 +182,42 @@ def _pairwise_sum(row: np.ndarray) -> float:
     return total
 
 
+def _softmax_residual(logits: np.ndarray, onehot: np.ndarray, weight: np.ndarray) -> None:
+    """``logits`` (m, c), max-shifted, ← (softmax - onehot) x weight (m,), row by row in place, as
+    the NumPy paths: exp, divide by the row's pairwise sum, subtract the label, multiply."""
+    classes = logits.shape[1]
+    for i in range(logits.shape[0]):
+        row = logits[i]
+        for k in range(classes):
+            row[k] = math.exp(row[k])
+        total = _pairwise_sum(row)
+        for k in range(classes):
+            row[k] = (row[k] / total - onehot[i, k]) * weight[i]
+
+
+def _cross_entropy(logits: np.ndarray, labels: np.ndarray, out: np.ndarray) -> None:
+    """``out`` (m,) ← -log softmax(logits)[label] for max-shifted logits (m, c), as the NumPy paths:
+    log of the row's pairwise sum of exponentials, minus the label's logit."""
+    for i in range(logits.shape[0]):
+        row = logits[i]
+        picked = row[labels[i]]
+        for k in range(row.size):
+            row[k] = math.exp(row[k])
+        out[i] = math.log(_pairwise_sum(row)) - picked
+
+
+def _shift_by_max(logits: np.ndarray, bias: np.ndarray) -> None:
+    """``logits`` (m, c) ← logits + bias, minus each row's max, in place."""
+    for i in range(logits.shape[0]):
+        top = -np.inf
+        for k in range(logits.shape[1]):
+            z = logits[i, k] + bias[k]
+            logits[i, k] = z
+            top = max(top, z)
+        for k in range(logits.shape[1]):
+            logits[i, k] -= top
+
+
 def _mlp_layers(w: np.ndarray, x: np.ndarray, hidden: np.ndarray, logits: np.ndarray) -> None:
     """One configuration's forward pass: ``hidden`` (m, h) ← tanh(x W1 + b1), ``logits`` (m, c) ←
     hidden W2 + b2 shifted by each row's max; w (d,) flattened as ``[W1, b1, W2, b2]``."""
@@ -192,14 +230,7 @@ def _mlp_layers(w: np.ndarray, x: np.ndarray, hidden: np.ndarray, logits: np.nda
         for j in range(units):
             hidden[i, j] = 1.0 + -2.0 / (math.exp((hidden[i, j] + w[n1 + j]) * 2.0) + 1.0)
     np.dot(hidden, w[n2:n3].reshape((units, classes)), logits)
-    for i in range(logits.shape[0]):
-        top = -np.inf
-        for k in range(classes):
-            z = logits[i, k] + w[n3 + k]
-            logits[i, k] = z
-            top = max(top, z)
-        for k in range(classes):
-            logits[i, k] -= top
+    _shift_by_max(logits, w[n3:])
 
 
 def _mlp_gradient(
@@ -227,13 +258,7 @@ def _mlp_gradient(
         yb = onehot[b if onehot.shape[0] > 1 else 0]
         cb = weight[b if weight.shape[0] > 1 else 0]
         _mlp_layers(wb, xb, hidden, dlogits)
-        for i in range(m):  # (softmax - label) x the sample's weight
-            row = dlogits[i]
-            for k in range(classes):
-                row[k] = math.exp(row[k])
-            total = _pairwise_sum(row)
-            for k in range(classes):
-                row[k] = (row[k] / total - yb[i, k]) * cb[i]
+        _softmax_residual(dlogits, yb, cb)
         np.dot(dlogits, wb[n2:n3].reshape((units, classes)).T, dhidden)
         for i in range(m):
             for j in range(units):
@@ -261,12 +286,91 @@ def _mlp_losses(
     logits = np.empty((m, classes))
     for b in range(w.shape[0]):
         _mlp_layers(w[b], x, hidden, logits)
-        for i in range(m):
-            row = logits[i]
-            picked = row[labels[i]]
-            for k in range(classes):
-                row[k] = math.exp(row[k])
-            out[b, i] = math.log(_pairwise_sum(row)) - picked
+        _cross_entropy(logits, labels, out[b])
+
+
+def _cnn_layers(
+    w: np.ndarray, patches: np.ndarray, act: np.ndarray, features: np.ndarray, logits: np.ndarray
+) -> None:
+    """One configuration's forward pass of ``asyncsim.problems.DigitsCNN``: ``act`` (m·64, c) ←
+    tanh(patches (m·64, 9) K^T + bias), ``features`` (m, 16 c) ← its 2x2 means channel by channel,
+    ``logits`` (m, 10) ← features D^T + d, shifted by each row's max; w (d,) flattened as
+    ``[K (c, 1, 3, 3), bias (c), D (10, 16 c), d (10)]``."""
+    channels, classes = act.shape[1], logits.shape[1]
+    n1 = 9 * channels
+    n2 = n1 + channels
+    n3 = n2 + classes * 16 * channels
+    np.dot(patches, w[:n1].reshape((channels, 9)).T, act)
+    for r in range(act.shape[0]):
+        for c in range(channels):
+            act[r, c] = 1.0 + -2.0 / (math.exp((act[r, c] + w[n1 + c]) * 2.0) + 1.0)
+    for i in range(features.shape[0]):
+        for c in range(channels):
+            for y in range(4):
+                for x in range(4):
+                    top = i * 64 + 16 * y + 2 * x  # pixel (2y, 2x) of image i
+                    block = act[top, c] + act[top + 1, c] + act[top + 8, c] + act[top + 9, c]
+                    features[i, 16 * c + 4 * y + x] = block / 4.0
+    np.dot(features, w[n2:n3].reshape((classes, 16 * channels)).T, logits)
+    _shift_by_max(logits, w[n3:])
+
+
+def _cnn_gradient(
+    w: np.ndarray, patches: np.ndarray, onehot: np.ndarray, weight: np.ndarray, out: np.ndarray
+) -> None:
+    """The CNN's weighted minibatch gradients ``out`` (B, d), one configuration at a time, as the
+    NumPy path of ``asyncsim.problems.DigitsCNN``: patches (B or 1, m·64, 9), onehot (B or 1, m, c),
+    weight (B or 1, m); one leading row is shared by every configuration."""
+    m, classes = onehot.shape[1], onehot.shape[2]
+    channels = (w.shape[1] - classes) // (1 + 9 + 16 * classes)
+    n1 = 9 * channels
+    n2 = n1 + channels
+    n3 = n2 + classes * 16 * channels
+    act = np.empty((m * 64, channels))
+    features = np.empty((m, 16 * channels))
+    dlogits = np.empty((m, classes))
+    dfeatures = np.empty((m, 16 * channels))
+    for b in range(w.shape[0]):
+        wb, g = w[b], out[b]
+        xb = patches[b if patches.shape[0] > 1 else 0]
+        _cnn_layers(wb, xb, act, features, dlogits)
+        _softmax_residual(
+            dlogits,
+            onehot[b if onehot.shape[0] > 1 else 0],
+            weight[b if weight.shape[0] > 1 else 0],
+        )
+        dense = wb[n2:n3].reshape((classes, 16 * channels))
+        np.dot(dlogits.T, features, g[n2:n3].reshape((classes, 16 * channels)))
+        np.dot(dlogits, dense, dfeatures)
+        for k in range(classes):
+            total = 0.0
+            for i in range(m):
+                total += dlogits[i, k]
+            g[n3 + k] = total
+        for c in range(channels):
+            g[n1 + c] = 0.0
+        for i in range(m):  # back through the pooling and tanh, in place of the activations
+            for p in range(64):
+                cell = 4 * ((p // 8) // 2) + (p % 8) // 2  # its 2x2 block's feature index
+                for c in range(channels):
+                    a = act[i * 64 + p, c]
+                    d = dfeatures[i, 16 * c + cell] * 0.25 * (1.0 - a * a)
+                    act[i * 64 + p, c] = d
+                    g[n1 + c] += d
+        np.dot(act.T, xb, g[:n1].reshape((channels, 9)))
+
+
+def _cnn_losses(w: np.ndarray, patches: np.ndarray, labels: np.ndarray, out: np.ndarray) -> None:
+    """Cross-entropy ``out`` (B, m) of each configuration on shared patches (m·64, 9) with integer
+    labels (m,), as the NumPy path of ``asyncsim.problems.DigitsCNN.loss``."""
+    m = labels.size
+    channels = (w.shape[1] - 10) // (1 + 9 + 160)
+    act = np.empty((m * 64, channels))
+    features = np.empty((m, 16 * channels))
+    logits = np.empty((m, 10))
+    for b in range(w.shape[0]):
+        _cnn_layers(w[b], patches, act, features, logits)
+        _cross_entropy(logits, labels, out[b])
 
 
 def assign_slots(order: np.ndarray, free_from: np.ndarray, steps: int) -> tuple[np.ndarray, int]:
@@ -291,7 +395,14 @@ def assign_slots(order: np.ndarray, free_from: np.ndarray, steps: int) -> tuple[
 
 
 #: Functions the kernels call: compiled, and put in their place, before any kernel is.
-_HELPERS = ("_pairwise_sum", "_mlp_layers")
+_HELPERS = (
+    "_pairwise_sum",
+    "_softmax_residual",
+    "_cross_entropy",
+    "_shift_by_max",
+    "_mlp_layers",
+    "_cnn_layers",
+)
 
 
 @functools.cache
@@ -327,6 +438,16 @@ def quadratic_momentum_flat() -> Callable | None:
 def momentum_apply() -> Callable | None:
     """The compiled :func:`_momentum_apply`, or None (numba absent, or ``ASYNCSIM_KERNELS=numpy``)."""
     return _kernel("_momentum_apply")
+
+
+def cnn_gradient() -> Callable | None:
+    """The compiled :func:`_cnn_gradient`, or None (numba absent, or ``ASYNCSIM_KERNELS=numpy``)."""
+    return _kernel("_cnn_gradient")
+
+
+def cnn_losses() -> Callable | None:
+    """The compiled :func:`_cnn_losses`, or None (numba absent, or ``ASYNCSIM_KERNELS=numpy``)."""
+    return _kernel("_cnn_losses")
 
 
 def mlp_gradient() -> Callable | None:

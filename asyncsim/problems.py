@@ -27,12 +27,12 @@ from asyncsim._validate import (
 )
 
 __all__ = [
+    "REFERENCE_PROBLEMS",
     "DigitsCNN",
     "DigitsMLP",
     "LeastSquares",
     "LogisticRegression",
     "NoisyQuadratic",
-    "REFERENCE_PROBLEMS",
     "Problem",
     "make_problem",
     "spectrum",
@@ -676,6 +676,12 @@ class DigitsCNN(_DigitsClassifier):
         return (act, features), logits
 
     def loss(self, w: np.ndarray) -> np.ndarray:
+        kernel = _kernels.cnn_losses()
+        if kernel is not None:
+            losses = np.empty((w.shape[0], self.eval_size))
+            patches = self.patches[self.eval_idx].reshape(-1, 9)
+            kernel(np.ascontiguousarray(w), patches, self.labels[self.eval_idx], losses)
+            return np.mean(losses, axis=-1)
         losses = []
         for start in range(0, self.eval_size, self.block):
             idx = self.eval_idx[start : start + self.block]
@@ -696,6 +702,13 @@ class DigitsCNN(_DigitsClassifier):
         """Weighted-sum gradient over per-configuration patches x (B, m, 64, 9) and onehot
         (B, m, 10), or over patches x (m, 64, 9) and onehot (m, 10) shared by every configuration;
         weight (B or 1, m)."""
+        kernel = _kernels.cnn_gradient()
+        if kernel is not None:
+            out = np.empty(w.shape)
+            rows = 1 if x.ndim == 3 else w.shape[0]
+            onehot, weight = onehot.reshape(rows, -1, 10), weight.reshape(-1, weight.shape[-1])
+            kernel(np.ascontiguousarray(w), x.reshape(rows, -1, 9), onehot, weight, out)
+            return out
         b, c = w.shape[0], self.channels
         dense = self.unflatten(w)[2]
         (act, features), logits = self._forward(w, x)
