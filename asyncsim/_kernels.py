@@ -362,36 +362,19 @@ def _cnn_gradient(
 
 def _cnn_losses(w: np.ndarray, patches: np.ndarray, labels: np.ndarray, out: np.ndarray) -> None:
     """Cross-entropy ``out`` (B, m) of each configuration on shared patches (m·64, 9) with integer
-    labels (m,), as the NumPy path of ``asyncsim.problems.DigitsCNN.loss``."""
-    m = labels.size
+    labels (m,), as the NumPy path of ``asyncsim.problems.DigitsCNN.loss``, 32 images at a time
+    (the activations stay in cache)."""
+    m, block = labels.size, 32
     channels = (w.shape[1] - 10) // (1 + 9 + 160)
-    act = np.empty((m * 64, channels))
-    features = np.empty((m, 16 * channels))
-    logits = np.empty((m, 10))
+    act = np.empty((block * 64, channels))
+    features = np.empty((block, 16 * channels))
+    logits = np.empty((block, 10))
     for b in range(w.shape[0]):
-        _cnn_layers(w[b], patches, act, features, logits)
-        _cross_entropy(logits, labels, out[b])
-
-
-def assign_slots(order: np.ndarray, free_from: np.ndarray, steps: int) -> tuple[np.ndarray, int]:
-    """Store slots of versions 0..steps, first-free with the most recently freed first: step t writes
-    version t + 1 once the versions whose ``free_from`` (last use) is below t gave their slots back,
-    taken in ``order`` (versions sorted by last use). Returns (slot (steps + 1,), slot count)."""
-    slot = np.zeros(steps + 1, dtype=np.int64)
-    free = np.empty(steps + 1, dtype=np.int64)  # a stack of free slots
-    n_free, n_slots, k = 0, 1, 0
-    for step in range(steps):
-        while free_from[order[k]] < step:
-            free[n_free] = slot[order[k]]
-            n_free += 1
-            k += 1
-        if n_free > 0:
-            n_free -= 1
-            slot[step + 1] = free[n_free]
-        else:
-            slot[step + 1] = n_slots
-            n_slots += 1
-    return slot, n_slots
+        for start in range(0, m, block):
+            n = min(block, m - start)
+            rows = patches[start * 64 : (start + n) * 64]
+            _cnn_layers(w[b], rows, act[: n * 64], features[:n], logits[:n])
+            _cross_entropy(logits[:n], labels[start : start + n], out[b, start : start + n])
 
 
 #: Functions the kernels call: compiled, and put in their place, before any kernel is.
