@@ -377,6 +377,27 @@ def _cnn_losses(w: np.ndarray, patches: np.ndarray, labels: np.ndarray, out: np.
             _cross_entropy(logits[:n], labels[start : start + n], out[b, start : start + n])
 
 
+def assign_slots(order: np.ndarray, free_from: np.ndarray, steps: int) -> tuple[np.ndarray, int]:
+    """Store slots of versions 0..steps, first-free with the most recently freed first: step t writes
+    version t + 1 once the versions whose ``free_from`` (last use) is below t gave their slots back,
+    taken in ``order`` (versions sorted by last use). Returns (slot (steps + 1,), slot count)."""
+    slot = np.zeros(steps + 1, dtype=np.int64)
+    free = np.empty(steps + 1, dtype=np.int64)  # a stack of free slots
+    n_free, n_slots, k = 0, 1, 0
+    for step in range(steps):
+        while free_from[order[k]] < step:
+            free[n_free] = slot[order[k]]
+            n_free += 1
+            k += 1
+        if n_free > 0:
+            n_free -= 1
+            slot[step + 1] = free[n_free]
+        else:
+            slot[step + 1] = n_slots
+            n_slots += 1
+    return slot, n_slots
+
+
 #: Functions the kernels call: compiled, and put in their place, before any kernel is.
 _HELPERS = (
     "_pairwise_sum",
