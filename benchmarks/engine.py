@@ -180,6 +180,26 @@ def mlp_flops(mlp: DigitsMLP) -> float:
     return 2.0 * m * (64 * h + h * 10 + 10 * h + 64 * h + h * 10)
 
 
+def mlp_products_rate(mlp: DigitsMLP, batch: int, repeats: int) -> float:
+    """Float64 FLOP/s of the MLP's five matrix products alone (forward and backward, one minibatch
+    per configuration, B configurations, each a BLAS call of the shapes a gradient has): the ceiling
+    the GEMM floor cannot see, since these products are small."""
+    m, h = mlp.batch_size, mlp.hidden
+    rng = np.random.default_rng(0)
+    x, w1 = rng.random((batch, m, 64)), rng.random((batch, 64, h))
+    hid, w2, dl = rng.random((batch, m, h)), rng.random((batch, h, 10)), rng.random((batch, m, 10))
+
+    def products() -> None:
+        for b in range(batch):
+            np.dot(x[b], w1[b])
+            np.dot(hid[b], w2[b])
+            np.dot(dl[b], w2[b].T)
+            np.dot(x[b].T, hid[b])
+            np.dot(hid[b].T, dl[b])
+
+    return mlp_flops(mlp) * batch / median_seconds(products, repeats)
+
+
 # ------------------------------------------------------------------------------- JAX reference
 def jax_reference(problem, trace: Trace, steps: int, batch: int, sigma: float):
     """A compiled JAX run of the same stale heavy ball (B configurations, lr per configuration, the
@@ -318,6 +338,11 @@ def jax_section(batch: int, steps: int, repeats: int) -> None:
     versus_jax("dense d=1000 sigma=0.0", dense, 0.0, batch, steps // 4, repeats)
     mlp = DigitsMLP()
     versus_jax("digits-mlp", mlp, 0.0, batch, steps // 4, repeats, flops=mlp_flops(mlp), gemm=gemm)
+    small = mlp_products_rate(mlp, batch, repeats)
+    print(
+        f"digits-mlp's five products alone, one BLAS call each: {small / 1e9:.2f} GFLOP/s = "
+        f"{small / gemm:.0%} of the GEMM rate (the ceiling of a step at these shapes)"
+    )
 
 
 # ------------------------------------------------------------------------------- baseline
