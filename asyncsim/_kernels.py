@@ -1,12 +1,14 @@
 """Fused loops for the engine's hottest cases, compiled with numba on first use (cached on disk):
-the whole step of heavy ball on a diagonal quadratic, the momentum update after any gradient, the MLP's
-gradient and loss one configuration at a time (its matrix products through BLAS, the elementwise work
-fused around them, in cache), and the version store's slot assignment.
+the whole step of heavy ball on a diagonal quadratic, the momentum update after any gradient, the
+digits networks' gradients and losses one configuration at a time (matrix products through BLAS on one
+thread, the elementwise work fused around them, in cache), and the version store's slot assignment.
 
 numba is optional (the ``fast`` extra): :func:`quadratic_momentum` returns None where it is absent,
 or where ``ASYNCSIM_KERNELS=numpy`` is set, and the engine then runs its NumPy path. A kernel does the
 same floating-point operations in the same order as that path (no fast-math, no contraction into fused
-multiply-adds), so its results equal it to the last bit; ``tests/test_engine_reference.py`` runs both.
+multiply-adds), so its results equal it to the last bit (with BLAS on one thread in the NumPy path
+too); the CNN's convolution sums in another order (equal to rtol 1e-12).
+``tests/test_engine_reference.py`` runs both.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import functools
 import math
 import os
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -419,7 +422,42 @@ def _compiled(name: str) -> Callable | None:
     for helper in _HELPERS:
         if not isinstance(globals()[helper], numba.core.dispatcher.Dispatcher):
             globals()[helper] = jit(globals()[helper])
-    return jit(globals()[name])
+    kernel = jit(globals()[name])
+    return _on_one_blas_thread(kernel) if name in _CALLING_BLAS else kernel
+
+
+#: Kernels whose matrix products go through BLAS (numba's np.dot calls scipy's).
+_CALLING_BLAS = ("_mlp_gradient", "_mlp_losses", "_cnn_gradient", "_cnn_losses")
+
+
+@functools.cache
+def _blas_libraries() -> list:
+    """threadpoolctl's controllers of the BLAS libraries loaded, scipy's (which numba calls) among
+    them."""
+    import scipy.linalg.cython_blas  # noqa: F401  (loads scipy's BLAS)
+    from threadpoolctl import ThreadpoolController
+
+    return [lib for lib in ThreadpoolController().lib_controllers if lib.user_api == "blas"]
+
+
+def _on_one_blas_thread(kernel: Callable) -> Callable:
+    """``kernel`` run with BLAS on one thread. Its products are small, yet large enough that
+    OpenBLAS splits some over threads that then mostly wait: on a loaded machine a CNN run spent
+    twice its CPU time so, and ran slower. Setting and restoring costs about 25 µs a call."""
+
+    @functools.wraps(kernel)
+    def call(*args: Any) -> None:
+        libraries = _blas_libraries()
+        threads = [lib.num_threads for lib in libraries]
+        for lib in libraries:
+            lib.set_num_threads(1)
+        try:
+            kernel(*args)
+        finally:
+            for lib, n in zip(libraries, threads, strict=True):
+                lib.set_num_threads(n)
+
+    return call
 
 
 def _kernel(name: str) -> Callable | None:

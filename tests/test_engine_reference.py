@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from threadpoolctl import threadpool_limits
 
 from asyncsim.cluster import ClusterConfig, simulate
 from asyncsim.engine import History, run
@@ -272,7 +273,9 @@ def test_network_kernels_equal_the_numpy_path(monkeypatch, network, minibatch) -
     minibatches per configuration, one shared by all, unequal aggregation (zero-weighted samples),
     the full-data gradient, weights large enough that tanh and the softmax saturate, and the
     evaluation loss. The MLP's kernels do the NumPy path's operations in its order (equal to the last
-    bit); the CNN's sum its convolution in another order (rtol 1e-12)."""
+    bit, with BLAS on one thread in both, as the kernels always run it and sweeps run the NumPy path:
+    a threaded product sums in another order); the CNN's sum its convolution in another order (rtol
+    1e-12)."""
     kernels = pytest.importorskip("asyncsim._kernels")
     if kernels.mlp_gradient() is None:
         pytest.skip("numba unavailable (not installed, or ASYNCSIM_KERNELS=numpy): NumPy path only")
@@ -298,7 +301,8 @@ def test_network_kernels_equal_the_numpy_path(monkeypatch, network, minibatch) -
     results = {}
     for path in ("numpy", "numba"):
         monkeypatch.setenv("ASYNCSIM_KERNELS", path)
-        results[path] = evaluate()
+        with threadpool_limits(1):
+            results[path] = evaluate()
     assert np.isfinite(results["numpy"]).all()
     if network == "digits-mlp":
         np.testing.assert_array_equal(results["numba"], results["numpy"])
