@@ -323,7 +323,9 @@ def _cnn_gradient(
 ) -> None:
     """The CNN's weighted minibatch gradients ``out`` (B, d), one configuration at a time, as the
     NumPy path of ``asyncsim.problems.DigitsCNN``: patches (B or 1, m·64, 9), onehot (B or 1, m, c),
-    weight (B or 1, m); one leading row is shared by every configuration."""
+    weight (B or 1, m); one leading row is shared by every configuration. Samples after a
+    configuration's last nonzero weight are skipped (a batch that aggregates unequal numbers of
+    gradients draws for the largest)."""
     m, classes = onehot.shape[1], onehot.shape[2]
     channels = (w.shape[1] - classes) // (1 + 9 + 16 * classes)
     n1 = 9 * channels
@@ -335,24 +337,25 @@ def _cnn_gradient(
     dfeatures = np.empty((m, 16 * channels))
     for b in range(w.shape[0]):
         wb, g = w[b], out[b]
-        xb = patches[b if patches.shape[0] > 1 else 0]
-        _cnn_layers(wb, xb, act, features, dlogits)
-        _softmax_residual(
-            dlogits,
-            onehot[b if onehot.shape[0] > 1 else 0],
-            weight[b if weight.shape[0] > 1 else 0],
-        )
+        cb = weight[b if weight.shape[0] > 1 else 0]
+        n = m  # samples up to the last weighted one
+        while n > 1 and cb[n - 1] == 0.0:
+            n -= 1
+        xb = patches[b if patches.shape[0] > 1 else 0][: n * 64]
+        used_act, used_dlogits = act[: n * 64], dlogits[:n]
+        _cnn_layers(wb, xb, used_act, features[:n], used_dlogits)
+        _softmax_residual(used_dlogits, onehot[b if onehot.shape[0] > 1 else 0], cb)
         dense = wb[n2:n3].reshape((classes, 16 * channels))
-        np.dot(dlogits.T, features, g[n2:n3].reshape((classes, 16 * channels)))
-        np.dot(dlogits, dense, dfeatures)
+        np.dot(used_dlogits.T, features[:n], g[n2:n3].reshape((classes, 16 * channels)))
+        np.dot(used_dlogits, dense, dfeatures[:n])
         for k in range(classes):
             total = 0.0
-            for i in range(m):
+            for i in range(n):
                 total += dlogits[i, k]
             g[n3 + k] = total
         for c in range(channels):
             g[n1 + c] = 0.0
-        for i in range(m):  # back through the pooling and tanh, in place of the activations
+        for i in range(n):  # back through the pooling and tanh, in place of the activations
             for p in range(64):
                 cell = 4 * ((p // 8) // 2) + (p % 8) // 2  # its 2x2 block's feature index
                 for c in range(channels):
@@ -360,7 +363,7 @@ def _cnn_gradient(
                     d = dfeatures[i, 16 * c + cell] * 0.25 * (1.0 - a * a)
                     act[i * 64 + p, c] = d
                     g[n1 + c] += d
-        np.dot(act.T, xb, g[:n1].reshape((channels, 9)))
+        np.dot(used_act.T, xb, g[:n1].reshape((channels, 9)))
 
 
 def _cnn_losses(w: np.ndarray, patches: np.ndarray, labels: np.ndarray, out: np.ndarray) -> None:
