@@ -41,7 +41,7 @@ from asyncsim.experiments.momentum import TUNINGS, best_momentum, momentum_sweep
 from asyncsim.experiments.nonconvex import robust_region_nonconvex
 from asyncsim.experiments.result import ExperimentResult
 from asyncsim.experiments.robust_region import robust_region
-from asyncsim.experiments.settings import DIGITS, SCALES
+from asyncsim.experiments.settings import DIGITS, SCALES, settings
 from asyncsim.experiments.staleness import staleness_law
 from asyncsim.experiments.total_momentum import total_momentum
 from asyncsim.experiments.tuners import tuners
@@ -587,6 +587,48 @@ CLAIMS: tuple[Claim, ...] = (
         _adam_beta1,
         Rule("at_least", 1.2),
     ),
+    Claim(
+        "total-momentum-sync-cnn",
+        "YF §5; AbM Thm 6 (CNNs there)",
+        "Measured total momentum equals the algorithmic μ when synchronous (digits-cnn).",
+        "equal",
+        "total_momentum_cnn",
+        "largest |measured total - μ| over μ, synchronous (median over seeds), digits-cnn",
+        _total_sync,
+        Rule("at_most", 0.05),
+    ),
+    Claim(
+        "total-momentum-async-cnn",
+        "YF §5; AbM Thm 6 (CNNs there)",
+        "Measured total momentum exceeds the algorithmic μ when asynchronous (digits-cnn, M = 16).",
+        "above μ, about 1 - (1 - μ)/M",
+        "total_momentum_cnn",
+        "smallest measured total - μ over μ at the largest M (median over seeds), digits-cnn",
+        _total_async,
+        Rule("at_least", 0.1),
+    ),
+    Claim(
+        "best-momentum-negative-cnn",
+        "AbM §5 (CNNs on CIFAR and ImageNet there)",
+        "At high asynchrony the best explicit momentum is negative (digits-cnn, M = 16).",
+        "negative explicit momentum is best at high asynchrony",
+        "momentum_cnn",
+        "best explicit μ on the grid at the largest M, digits-cnn",
+        _best_mu_last,
+        Rule("at_most", -0.1),
+    ),
+    Claim(
+        "yellowfin-vs-tuned-sync-cnn",
+        "YF §5 (ResNets there)",
+        "YellowFin needs no more updates than grid-tuned momentum SGD and Adam (synchronous, "
+        "digits-cnn).",
+        "matches or beats hand-tuned momentum SGD and Adam",
+        "tuners_cnn",
+        "median updates to target of the better YellowFin variant over the better grid-tuned "
+        "method, digits-cnn",
+        _tuners_sync,
+        Rule("at_most", 1.25),
+    ),
 )
 """The claims, in the order of the table."""
 
@@ -609,6 +651,9 @@ def _experiments(scale: str, root: int, progress: bool | None) -> dict[str, Task
     def plain(function: Task, **options: Any) -> Task:
         return functools.partial(_call, function, options | common)
 
+    def cnn(function: Task, name: str) -> Task:
+        return plain(function, problem="digits-cnn", **settings(name, scale))
+
     return {
         "staleness": plain(staleness_law),
         "momentum_nq50": shared(best_momentum),
@@ -624,6 +669,9 @@ def _experiments(scale: str, root: int, progress: bool | None) -> dict[str, Task
         "robust_nonconvex": plain(robust_region_nonconvex),
         "groups_papers": plain(groups_papers_convention),
         "adam_beta1": plain(adam_beta1),
+        "total_momentum_cnn": cnn(total_momentum, "cnn_total_momentum"),
+        "momentum_cnn": cnn(best_momentum, "cnn_momentum"),
+        "tuners_cnn": cnn(tuners, "cnn_tuners"),
     }
 
 

@@ -181,6 +181,52 @@ _SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
         steps=6000,
         record_every=2,
     ),
+    # digits-cnn: a step costs about 15x the MLP's, so the claims' CNN grids are small
+    "cnn_total_momentum": _scales(
+        {
+            "workers": (1, 4, 16),
+            "momenta": (0.0, 0.5),
+            "lr": 0.05,
+            "seeds": 2,
+            "steps": 1200,
+            "record_every": 25,
+        },
+        workers=(1, 2, 4, 8, 16),
+        momenta=(-0.5, 0.0, 0.5),
+        seeds=4,
+        steps=4000,
+    ),
+    "cnn_momentum": _scales(
+        {
+            "workers": (1, 4, 16),
+            "lrs": tuple(2.0 ** np.arange(-3, 0.01, 1.0)),
+            "momenta": MU_GRID[::2],
+            "seeds": 2,
+            "steps": 1000,
+            "record_every": 20,
+        },
+        workers=(1, 2, 4, 8, 16),
+        lrs=lr_grid(-4, 1),
+        momenta=MU_GRID,
+        seeds=4,
+        steps=3000,
+        record_every=10,
+    ),
+    "cnn_tuners": _scales(
+        {
+            "workers": (1,),
+            "seeds": 2,
+            "steps": 1000,
+            "record_every": 20,
+            "lrs": tuple(2.0 ** np.arange(-4, 0.01)),
+            "adam_lrs": tuple(2.0 ** np.arange(-9, -4.99)),
+        },
+        seeds=8,
+        steps=3000,
+        record_every=10,
+        lrs=lr_grid(-8, 1),
+        adam_lrs=lr_grid(-11, -2),
+    ),
     "implicit_momentum": _scales(  # expected-dynamics mode on noiseless q10: deterministic runs
         {
             "workers": (1, 2, 4, 8, 16),
