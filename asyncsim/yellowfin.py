@@ -22,9 +22,22 @@ update form   heavy ball ``w ← w - α g + μ (w - w_prev)``       framework ``
 smoothing     applies ``β``-EMAs of ``α_t, μ_t`` (t ≥ 1)        applies ``α_t, μ_t`` as they are
 envelope      EMA of the window's min / max                     EMA of their logarithms, then ``exp``
 slow start    none                                              ``α_t · min(1, (t+1)/(10 K))``
-initial       ``(α_0, μ_0) = (1, 0)``                           ``(10⁻⁴, 0)``
+initial       ``(α_0, μ_0) = (10⁻⁴, 0)`` (paper: ``(1, 0)``)     ``(10⁻⁴, 0)``
 clipping      off                                               the three ``adapt_clip`` heuristics
 ============  ================================================  ============================================
+
+**Initial step α₀** (``lr_init``). The paper starts at α₀ = 1; the default here is the shipped code's
+α₀ = 10⁻⁴, in both variants. With smoothing (``paper``) the applied α stays near α₀ for the first
+``1/(1 - β)`` = 1000 or so updates, so α₀ must be a stable step of the problem on its own: α₀ h ≲ 0.01
+for its largest curvature h. On nq50 (h = 1) α₀ = 0.1 raised the loss 6x in 1 of 3 seeds and α₀ = 1 23x
+and 122x in 2 of 3, with one worker; the digits MLP took α₀ = 1 synchronously and met its target 2-3x
+sooner than from 10⁻⁴. The default suits curvatures up to about 100; divide α₀ by the curvature beyond.
+Under asynchrony the open loop's own α, not α₀, sets the limit: at M = 16 the paper variant diverged on
+nq50 from every α₀ in [10⁻⁴, 1] within 3000 updates, and raised the digits MLP's loss 10x or more in 1
+of 3 seeds from 10⁻⁴ (all 3 from α₀ = 1, to 22-31x, never reaching the divergence bound). The closed
+loop is the remedy the paper proposes; :attr:`asyncsim.engine.History.blew_up` flags such a blow-up.
+The ``official`` variant applies α₀ at t = 0 only and ramps the tuned α in over 10 K updates, so α₀
+matters little there (3 seeds, 3000 updates each; quoted from runs at ``rng`` 0-14).
 
 The **closed loop** of [YF]_ compensates for the momentum that asynchrony adds [AbM]_: the worker-local
 total-momentum estimator of :mod:`asyncsim.measure` (the same code the engine records with) gives ``μ̂_T``;
@@ -34,7 +47,19 @@ target ``μ*`` and the step ``α`` are the open-loop tuner's. Its fixed point un
 
 The shipped code's failure modes are flags here, never silent fixes: a non-finite statistic marks that
 configuration ``diverged`` (the engine freezes it), each clipping heuristic records when it fires, and the
-closed loop records when its clamp binds. There is no checkpoint restore and no exception handling.
+closed loop records when its clamp binds. There is no checkpoint restore and no exception handling. Zero
+or floating-point-zero gradients leave the statistics at the guard ε (``h_max ≤ 2ε``), where the cubic's
+``p`` comes near ε³ = 10⁻¹⁸ and the shipped closed form's guard ``u + ε`` vanishes: in float64 it gives a
+root of -9.7 there (μ = 94, α = 5.7·10⁶ after 30 zero gradients, as this module did before; gradients of
+10⁻²⁰ gave μ = 1.0025); the shipped optimizer itself, in float32, applies μ = 1.0000017 from its second
+step. Both unflagged.
+Here the root is accurate for every ``p ≥ 0``, so the tuner returns the SingleStep solution at the floor
+(μ = 1 - 2·10⁻⁶, α = 5·10⁻⁷ before the slow start), and the step is flagged ``no_signal``.
+
+The per-step formulas (:func:`single_step`, :func:`stat_protect`, :func:`tune`,
+:func:`closed_loop_momentum`) take an array namespace ``xp`` (NumPy by default, ``jax.numpy`` in
+:mod:`asyncsim.optax`); :mod:`asyncsim.torch` calls them on NumPy scalars. The three implementations share
+them and differ only in how they hold the per-coordinate vectors.
 
 This module is the optimizer and nothing more (it imports only :mod:`asyncsim.optim`,
 :mod:`asyncsim.measure` and the argument checks); the experiments that measure it against other
@@ -52,6 +77,7 @@ References
 
 from __future__ import annotations
 
+import functools
 import sys
 import types
 import warnings
@@ -71,9 +97,19 @@ from asyncsim.optim import GradientTransformation, implied_batch, plain_hyperpar
 __all__ = [
     "EPS",
     "VARIANTS",
+    "SingleStep",
+    "Statistics",
+    "TunerSettings",
     "YellowFinState",
+    "closed_loop_momentum",
+    "diverged_now",
+    "no_signal",
     "open_loop",
     "single_step",
+    "stat_protect",
+    "statistics_init",
+    "tune",
+    "tuner_settings",
     "yellowfin_tuner",
 ]
 
@@ -86,7 +122,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "smoothing": True,
         "envelope": "linear",
         "slow_start": False,
-        "lr_init": 1.0,
+        "lr_init": 1e-4,  # the paper's 1 blows up under asynchrony (module docstring)
         "momentum_init": 0.0,
         "adapt_clip": False,
     },
@@ -109,31 +145,60 @@ _ASYMPTOTIC_P = 1e6  # above this p, start Newton at 1/(p + 3) (relative error <
 
 
 # ------------------------------------------------------------------------------------------ SingleStep
-def _cubic_root(p: np.ndarray) -> np.ndarray:
-    """The root ``r ∈ (0, 1)`` of ``(1 - r)³ = p r`` for ``p > 0`` (elementwise).
+def _cubic_root(p: Any, xp: Any = np) -> Any:
+    """The root ``r ∈ [0, 1]`` of ``(1 - r)³ = p r`` for ``p ≥ 0`` (elementwise; NaN stays NaN).
 
     Cardano on ``y = r - 1`` (``y³ + p y + p = 0``) with the tuner's guard, as the shipped code:
     ``u³ = (-√(p² + 4p³/27) - p)/2``, ``y = u - p/(3(u + ε))``. That is accurate in ``1 - r`` (all
     that ``α`` depends on) but off by about ε in ``r`` once ``u`` is large (1% at ``p = 10⁴``),
     cancels for large ``p`` and overflows past ``p ~ 1e100``. So above ``p = 10⁶`` the start is
     ``1/(p + 3)`` (a lower bound), and one Newton step on ``(1 - r)³ - p r`` (convex, decreasing)
-    brings every start to full precision.
+    brings every start to full precision. The guard ``u + ε`` vanishes near ``p = ε³`` (zero
+    gradients, module docstring): within ε/2 of zero the divisor is ``u`` itself. Where the start is
+    0 or 1 to float precision (``p = ∞``; ``p ≲ 10⁻⁴⁸`` or ``p = 0``) it is the root, and the Newton
+    step (which would jump from 1 to 0) is not taken.
     """
-    small = np.minimum(p, _ASYMPTOTIC_P)
-    u = np.cbrt(-0.5 * (small * np.sqrt(1.0 + small * (4.0 / 27.0)) + small))
-    r = np.where(p > _ASYMPTOTIC_P, 1.0 / (p + 3.0), u - small / (3.0 * (u + EPS)) + 1.0)
+    small = xp.minimum(p, _ASYMPTOTIC_P)
+    u = xp.cbrt(-0.5 * (small * xp.sqrt(1.0 + small * (4.0 / 27.0)) + small))
+    guarded = u + EPS
+    divisor = xp.where(xp.abs(guarded) > 0.5 * EPS, guarded, u)  # u ∈ [-1.5ε, -0.5ε] there
+    r = xp.where(p > _ASYMPTOTIC_P, 1.0 / (p + 3.0), u - small / (3.0 * divisor) + 1.0)
+    largest, tiny = _float_range(p.dtype)
+    finite_p = xp.minimum(p, largest)  # p = ∞ (overflow): no ∞·0 below
     q = 1.0 - r
-    return r + (q * q * q - p * r) / (3.0 * q * q + p)
+    slope = xp.maximum(3.0 * q * q + finite_p, tiny)  # 0 only where r = 1 and p = 0: unused
+    return xp.where(q * r > 0.0, r + (q * q * q - finite_p * r) / slope, r)  # 0 < r < 1
+
+
+@functools.cache
+def _float_range(dtype: Any) -> tuple[float, float]:
+    """The largest finite and the smallest normal number of a float dtype."""
+    info = np.finfo(dtype)
+    return float(info.max), float(info.tiny)
+
+
+class SingleStep(NamedTuple):
+    """The SingleStep solution, elementwise: ``μ``, ``α``, the cubic's root ``r`` and the
+    condition-number bound ``((√κ-1)/(√κ+1))²`` on μ."""
+
+    momentum: Any
+    lr: Any
+    root: Any
+    mu_dr_bound: Any
 
 
 def single_step(
-    h_min: Any, h_max: Any, grad_var: Any, dist_to_opt: Any
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    h_min: Any, h_max: Any, grad_var: Any, dist_to_opt: Any, *, xp: Any = np
+) -> SingleStep:
     r"""YellowFin's SingleStep with the tuner's ε guards (theory/README.md §8, step 5) [YF]_.
 
     .. math::
         \min_{μ, α}\; μ D^2 + α^2 C \quad\text{s.t.}\quad \sqrt{μ} \ge
         \frac{\sqrt{κ}-1}{\sqrt{κ}+1},\; α = \frac{(1-\sqrt{μ})^2}{h_{min}}
+
+    Defined for all non-negative inputs: at the floor of the tuner's statistics (zero gradients:
+    ``h_min = h_max = C = ε``, ``D = 0``) it gives ``μ = 1 - 2.0·10⁻⁶``, ``α = 5.0·10⁻⁷``, and
+    :func:`no_signal` flags it.
 
     Parameters
     ----------
@@ -143,11 +208,14 @@ def single_step(
         Gradient variance C (squared gradient units).
     dist_to_opt : array_like
         Distance to the optimum D (parameter units).
+    xp : module
+        Array namespace (``numpy``, or ``jax.numpy`` for traced arrays).
 
     Returns
     -------
-    momentum, lr, root, mu_dr_bound : ndarray
-        ``μ``, ``α``, the cubic's root ``r`` and the condition-number bound ``((√κ-1)/(√κ+1))²``.
+    SingleStep
+        ``(momentum, lr, root, mu_dr_bound)``: ``μ``, ``α``, the cubic's root ``r`` and the
+        condition-number bound ``((√κ-1)/(√κ+1))²``.
 
     Examples
     --------
@@ -156,19 +224,258 @@ def single_step(
     >>> mu, lr, r, bound = single_step(2.0, 8.0, 0.5, 0.25)
     >>> print(f"{float(mu):.6f} {float(lr):.6f} {float(r):.6f}")
     0.249999 0.125000 0.499999
+    >>> floor = single_step(1e-6, 1e-6, 1e-6, 0.0)  # zero gradients: no signal, still a solution
+    >>> print(f"{float(floor.momentum):.7f} {float(floor.lr):.2e}", no_signal(1e-6))
+    0.9999980 5.00e-07 True
     """
-    h_min, h_max = np.asarray(h_min, dtype=np.float64), np.asarray(h_max, dtype=np.float64)
-    p = (
-        (np.asarray(dist_to_opt) + EPS) ** 2
-        * (h_min + EPS) ** 2
-        / (2.0 * (np.asarray(grad_var) + EPS))
-    )
-    root = _cubic_root(p)
-    sqrt_dr = np.sqrt(np.maximum((h_max + EPS) / (h_min + EPS), 1.0 + EPS))
+    if xp is np:
+        h_min, h_max, grad_var, dist_to_opt = (
+            np.asarray(v, dtype=np.float64) for v in (h_min, h_max, grad_var, dist_to_opt)
+        )
+    p = (dist_to_opt + EPS) ** 2 * (h_min + EPS) ** 2 / (2.0 * (grad_var + EPS))
+    root = _cubic_root(p, xp)
+    sqrt_dr = xp.sqrt(xp.maximum((h_max + EPS) / (h_min + EPS), 1.0 + EPS))
     bound = ((sqrt_dr - 1.0) / (sqrt_dr + 1.0)) ** 2
-    mu = np.maximum(root * root, bound)
-    lr = (1.0 - np.sqrt(mu)) ** 2 / (h_min + EPS)
-    return mu, lr, root, bound
+    mu = xp.maximum(root * root, bound)
+    lr = (1.0 - xp.sqrt(mu)) ** 2 / (h_min + EPS)
+    return SingleStep(mu, lr, root, bound)
+
+
+def no_signal(h_max: Any) -> Any:
+    """Whether the statistics are at the tuner's floor, elementwise: ``h_max ≤ 2ε``.
+
+    The largest recent ‖g‖² is then no larger than the guard ε that SingleStep adds to it (zero or
+    floating-point-zero gradients, or a problem whose gradients are below ‖g‖ ~ 10⁻³), so ``(μ, α)``
+    reflect ε rather than the gradients. NaN gives False (that is ``diverged``).
+    """
+    return h_max <= 2.0 * EPS
+
+
+# ------------------------------------------------------------------------------------------ one step
+class Statistics(NamedTuple):
+    """The tuner's running statistics for configurations of shape S (``()`` or ``(B,)``).
+
+    ``window`` (K, *S) holds the last K values of ‖g‖² (all equal to the first at t = 0);
+    ``env_min``, ``env_max`` the biased EMAs of min and max W (of their logarithms in the log
+    envelope); ``sq_avg`` S̄ of ‖g‖², ``norm_avg`` n̄ of ‖g‖, ``dist_avg`` Q̄ of n̄/(S̄ + ε), all biased;
+    ``beta_pow`` β^(t+1) after step t.
+    """
+
+    window: Any
+    env_min: Any
+    env_max: Any
+    sq_avg: Any
+    norm_avg: Any
+    dist_avg: Any
+    beta_pow: Any
+
+
+def statistics_init(window: int, shape: tuple[int, ...] = (), *, xp: Any = np, dtype: Any = None):
+    """Empty :class:`Statistics` with a window of K = ``window`` for configurations of ``shape``."""
+    dtype = np.float64 if dtype is None else dtype
+    zeros = xp.zeros(shape, dtype=dtype)
+    return Statistics(
+        xp.zeros((window, *shape), dtype=dtype), zeros, zeros, zeros, zeros, zeros, zeros + 1.0
+    )
+
+
+class TunerSettings(NamedTuple):
+    """The variant's choices that shape one step (static: they select code, not values)."""
+
+    log_envelope: bool
+    smoothing: bool
+    slow_start_steps: float  # 10 K, or 0 for none
+    adapt_clip: bool
+
+
+def tuner_settings(hyperparameters: dict[str, Any]) -> TunerSettings:
+    """The settings of a resolved option set: ``yellowfin_tuner(...).hyperparameters``."""
+    window = hyperparameters["window"]
+    return TunerSettings(
+        log_envelope=hyperparameters["envelope"] == "log",
+        smoothing=bool(hyperparameters["smoothing"]),
+        slow_start_steps=10.0 * window if hyperparameters["slow_start"] else 0.0,
+        adapt_clip=bool(hyperparameters["adapt_clip"]),
+    )
+
+
+def _select(condition: Any, if_true: Any, if_false: Any, xp: Any) -> Any:
+    """``xp.where``, short-cut for a Python bool (the step tests of the NumPy and torch paths)."""
+    if isinstance(condition, bool):
+        return if_true if condition else if_false
+    return xp.where(condition, if_true, if_false)
+
+
+def stat_protect(s: Any, h_max: Any, step: Any, *, xp: Any = np) -> tuple[Any, Any]:
+    """Step 6a, the official clip of what enters the statistics (t > 1): the factor ``min(1,
+    (√(100 h_max) + ε)/(‖g‖ + 10⁻⁶))`` on g (1 where it does not fire) and whether it fires.
+
+    ``s`` is ‖g‖², ``h_max`` the previous step's (NaN at t = 0), ``step`` t.
+    """
+    coef = (xp.sqrt(_STAT_PROTECT_FACTOR * h_max) + EPS) / (xp.sqrt(s) + _CLIP_GUARD)
+    fired = (coef < 1.0) & (step > 1)
+    return xp.where(fired, coef, 1.0), fired
+
+
+def tune(
+    stats: Statistics,
+    s: Any,
+    grad_sum_sq: Any,
+    step: Any,
+    previous: dict[str, Any],
+    beta: Any,
+    settings: TunerSettings,
+    *,
+    target: Any = None,
+    xp: Any = np,
+) -> tuple[Statistics, dict[str, Any], Any]:
+    """Steps 2-6 of one tuner step (:func:`yellowfin_tuner`), elementwise over configurations.
+
+    Parameters
+    ----------
+    stats : Statistics
+        Before the step. With NumPy the window is written in place (a state is consumed by the step
+        that receives it); with other namespaces a new window is made.
+    s : array (S)
+        ‖g‖² of this step's gradient (after the stat-protect clip).
+    grad_sum_sq : array (S)
+        ‖ḡ/(1-β)‖², the biased gradient EMA without its (1 - β) factor, after this step's update
+        (callers keep ``ḡ/(1-β) ← β ḡ/(1-β) + g`` per coordinate).
+    step : int or integer array
+        t, counted from 0.
+    previous : dict
+        The previous step's ``h_max``, ``lr_t``, ``mu_t``, ``lr_smoothed``, ``mu_smoothed`` (at
+        t = 0 the initial pair and NaN).
+    beta : float or array (S)
+    settings : TunerSettings
+    target : array (S) or None
+        Fixed μ* (NaN where tuned), or None where none is fixed.
+    xp : module
+        Array namespace.
+
+    Returns
+    -------
+    stats : Statistics
+    values : dict of array (S)
+        ``lr`` and ``mu_star`` (the pair to apply, after the catastrophic-move clamp), ``lr_t``,
+        ``mu_t``, ``lr_smoothed``, ``mu_smoothed``, ``h_min``, ``h_max``, ``grad_var``,
+        ``dist_to_opt``, ``grad_norm_squared``, ``cubic_root``, ``mu_dr_bound`` and the flags
+        ``exploding_grad_clip``, ``catastrophic_lr_clamp``, ``no_signal``.
+    apply_scale : array (S)
+        The exploding-gradient clip's factor on the applied gradient (1 where it does not fire).
+    """
+    first = step == 0
+    one_minus = 1.0 - beta
+
+    # 2. curvature range from the window of ‖g‖²
+    window = _window_insert(stats.window, s, step, xp)
+    wmin, wmax = xp.min(window, axis=0), xp.max(window, axis=0)
+    if settings.log_envelope:
+        wmin, wmax = xp.log(wmin + EPS), xp.log(wmax + EPS)
+    beta_pow = stats.beta_pow * beta
+    debias = 1.0 - beta_pow
+    env_min = beta * stats.env_min + one_minus * wmin
+    env_max = beta * stats.env_max + one_minus * wmax
+    h_min, h_max = env_min / debias, env_max / debias
+    if settings.log_envelope:
+        h_min, h_max = xp.exp(h_min), xp.exp(h_max)
+
+    # 3. gradient variance; 4. distance to the optimum
+    sq_avg = beta * stats.sq_avg + one_minus * s
+    gbar_sq = grad_sum_sq * (one_minus / debias) ** 2
+    grad_var = xp.maximum(sq_avg / debias - gbar_sq, EPS)
+    norm_avg = beta * stats.norm_avg + one_minus * xp.sqrt(s)
+    dist_avg = beta * stats.dist_avg + one_minus * norm_avg / (sq_avg + EPS)
+    dist = dist_avg / debias
+
+    # 5. SingleStep (t ≥ 1; t = 0 keeps the initial pair), fixed targets, slow start, smoothing
+    mu_t, lr_t, root, bound = single_step(h_min, h_max, grad_var, dist, xp=xp)
+    if target is not None:
+        fixed = ~xp.isnan(target)
+        mu_t = xp.where(fixed, target, mu_t)
+        lr_t = xp.where(fixed, (1.0 - xp.sqrt(mu_t)) ** 2 / (h_min + EPS), lr_t)
+    if settings.slow_start_steps:
+        lr_t = lr_t * xp.minimum(1.0, (step + 1) / settings.slow_start_steps)
+    lr_s = beta * previous["lr_smoothed"] + one_minus * lr_t
+    mu_s = beta * previous["mu_smoothed"] + one_minus * mu_t
+    if first is not False:  # t = 0 keeps the initial pair (first is an array when traced)
+        mu_t = _select(first, previous["mu_t"], mu_t, xp)
+        lr_t = _select(first, previous["lr_t"], lr_t, xp)
+        nan = xp.full_like(root, xp.nan)
+        root, bound = _select(first, nan, root, xp), _select(first, nan, bound, xp)
+        lr_s = _select(first, previous["lr_smoothed"], lr_s, xp)
+        mu_s = _select(first, previous["mu_smoothed"], mu_s, xp)
+    lr, mu_star = (lr_s, mu_s) if settings.smoothing else (lr_t, mu_t)
+
+    # 6b. exploding-gradient clip (applied gradient only), 6c. catastrophic-move clamp
+    no = xp.zeros_like(s, dtype=bool)
+    explode = catastrophic = no
+    apply_scale = xp.ones_like(s)
+    if settings.adapt_clip:
+        h_prev = previous["h_max"]
+        explode = (s >= h_prev) & (step >= 1)
+        coef = (xp.sqrt(h_prev) + EPS) / (xp.sqrt(s) + _CLIP_GUARD)
+        apply_scale = xp.where(explode, xp.minimum(coef, 1.0), 1.0)
+        catastrophic = lr * xp.sqrt(s) >= _CATASTROPHIC_MOVE
+        lr = xp.where(catastrophic, _CATASTROPHIC_MOVE / xp.sqrt(s + EPS), lr)
+
+    new_stats = Statistics(window, env_min, env_max, sq_avg, norm_avg, dist_avg, beta_pow)
+    values = {
+        "lr": lr,
+        "mu_star": mu_star,
+        "lr_t": lr_t,
+        "mu_t": mu_t,
+        "lr_smoothed": lr_s,
+        "mu_smoothed": mu_s,
+        "h_min": h_min,
+        "h_max": h_max,
+        "grad_var": grad_var,
+        "dist_to_opt": dist,
+        "grad_norm_squared": s,
+        "cubic_root": root,
+        "mu_dr_bound": bound,
+        "exploding_grad_clip": explode,
+        "catastrophic_lr_clamp": catastrophic,
+        "no_signal": no_signal(h_max),
+    }
+    return new_stats, values, apply_scale
+
+
+def _window_insert(window: Any, s: Any, step: Any, xp: Any) -> Any:
+    """The window of ‖g‖² with this step's value in slot t mod K (every slot at t = 0)."""
+    if xp is np:
+        if step == 0:
+            window[:] = s
+        else:
+            window[step % window.shape[0]] = s
+        return window
+    k = window.shape[0]
+    slot = (xp.arange(k) == step % k) | (step == 0)
+    return xp.where(slot.reshape((k,) + (1,) * (window.ndim - 1)), s, window)
+
+
+def closed_loop_momentum(
+    momentum: Any, target: Any, estimate: Any, gain: Any, low: float, high: float, *, xp: Any = np
+) -> tuple[Any, Any]:
+    """Step 7, the closed loop: ``μ ← clip(μ + γ (μ* - μ̂_T), μ_low, μ_high)``, held where μ̂_T is NaN.
+
+    Returns the new μ and whether the clamp bound (elementwise).
+    """
+    raw = momentum + gain * (target - estimate)
+    raw = xp.where(xp.isnan(estimate), momentum, raw)
+    return xp.clip(raw, low, high), (raw < low) | (raw > high)
+
+
+def diverged_now(values: dict[str, Any], *, xp: Any = np) -> Any:
+    """Whether a statistic or the applied pair is not finite (elementwise): the ``diverged`` test."""
+    return ~xp.isfinite(
+        values["h_min"]
+        + values["h_max"]
+        + values["grad_var"]
+        + values["dist_to_opt"]
+        + values["lr"]
+        + values["momentum"]
+    )
 
 
 # ------------------------------------------------------------------------------------------ state
@@ -198,7 +505,7 @@ class YellowFinState(NamedTuple):
     ``grad_var``, ``dist_to_opt``, ``grad_norm_squared`` (after the stat-protect clip), ``cubic_root``,
     ``mu_dr_bound``, and the flags
     ``stat_protect_clip``, ``exploding_grad_clip``, ``catastrophic_lr_clamp``, ``momentum_clamped``,
-    ``diverged`` (sticky).
+    ``no_signal`` (the statistics at the floor ε, :func:`no_signal`), ``diverged`` (sticky).
     """
 
     step: int
@@ -234,7 +541,13 @@ _RECORDED_NAN = (
     "mu_dr_bound",
     "mu_hat",
 )
-_FLAGS = ("stat_protect_clip", "exploding_grad_clip", "catastrophic_lr_clamp", "momentum_clamped")
+_FLAGS = (
+    "stat_protect_clip",
+    "exploding_grad_clip",
+    "catastrophic_lr_clamp",
+    "momentum_clamped",
+    "no_signal",
+)
 
 
 # ------------------------------------------------------------------------------------------ transform
@@ -276,7 +589,7 @@ def yellowfin_tuner(
        ``g ← g · min(1, (√h_max + ε)/(‖g‖ + 10⁻⁶))`` for the update only; ``α √s ≥ 100``:
        ``α ← 100/√(s + ε)``;
     7. closed loop: ``μ ← clip(μ + γ (μ* - μ̂_T), μ_low, μ_high)`` (μ starts at ``μ*`` of step 0; μ̂_T
-       from the writers' reads, :func:`asyncsim.measure.momentum_estimate`; held while NaN); open
+       of the writers' reads, :func:`asyncsim.measure.momentum_estimate`; held while NaN); open
        loop: ``μ = μ*``;
     8. update: heavy ball ``w ← w - α g + μ (w - w_prev)``; framework ``v ← μ v + g``, ``w ← w - α v``
        (where ``μ = 0`` no buffer is touched and ``w ← w - α g``; a new buffer starts at ``g``).
@@ -295,7 +608,8 @@ def yellowfin_tuner(
     envelope : {"linear", "log"} or None
     slow_start : bool or None
     lr_init : float or array (B,) or None
-        α_0 > 0 (step size units: parameter per gradient).
+        α_0 > 0 (step size units: parameter per gradient); 10⁻⁴ in both variants. Keep α_0 h ≲ 0.01
+        for the largest curvature h (module docstring).
     momentum_init : float or array (B,) or None
         μ_0 in [0, 1).
     adapt_clip : bool or None
@@ -345,11 +659,10 @@ def yellowfin_tuner(
     form = check_choice("update_form", opts["update_form"], ("heavy_ball", "framework"))
     if any_closed and form != "heavy_ball":
         raise ValueError(f"closed_loop needs update_form 'heavy_ball', got {form!r}")
-    env_log = check_choice("envelope", opts["envelope"], ("linear", "log")) == "log"
+    check_choice("envelope", opts["envelope"], ("linear", "log"))
     for name in ("smoothing", "slow_start", "adapt_clip"):
         if not isinstance(opts[name], bool | np.bool_):
             raise ValueError(f"{name} must be True or False, got {opts[name]!r}")
-    smooth, slow, clip = bool(opts["smoothing"]), bool(opts["slow_start"]), bool(opts["adapt_clip"])
     window = check_int("window", window, low=1)
     check_array("beta", beta, low=0.0, high=1.0, high_open=True)
     check_array("lr_init", opts["lr_init"], low=0.0, low_open=True)
@@ -370,10 +683,23 @@ def yellowfin_tuner(
     high = check_real("clamp[1]", clamp[1], low=-1.0, high=1.0, low_open=True, high_open=True)
     if not low < high:
         raise ValueError(f"clamp must satisfy -1 < low < high < 1, got ({low}, {high})")
-    slow_steps = 10.0 * window
     batch = implied_batch(
         beta, opts["lr_init"], opts["momentum_init"], gain, target_arr, closed_arr.astype(float)
     )
+    hyperparameters = {
+        "variant": variant,
+        **{k: v if isinstance(v, bool | str) else plain_hyperparameter(v) for k, v in opts.items()},
+        "beta": plain_hyperparameter(beta),
+        "window": window,
+        "closed_loop": tuple(bool(c) for c in closed_arr.reshape(-1))
+        if closed_arr.ndim
+        else bool(closed_arr),
+        "target_momentum": plain_hyperparameter(target_arr),
+        "gain": plain_hyperparameter(gain),
+        "estimator_beta": float(estimator_beta),
+        "clamp": (low, high),
+    }
+    settings = tuner_settings(hyperparameters)
 
     def column(name: str, value: Any, b: int) -> np.ndarray:
         arr = np.asarray(value)
@@ -398,7 +724,6 @@ def yellowfin_tuner(
         )
         mu0 = column("momentum_init", np.asarray(opts["momentum_init"], dtype=np.float64), b)
         mu0 = np.where(fixed, target_b, mu0)
-        zeros = np.zeros(b)
         values = {name: np.full(b, np.nan) for name in _RECORDED_NAN}
         values |= {name: np.zeros(b, dtype=bool) for name in _FLAGS}
         values |= {
@@ -415,14 +740,8 @@ def yellowfin_tuner(
             estimator = momentum_estimator_init(params, 1, estimator_beta)
         return YellowFinState(
             step=0,
-            window=np.zeros((window, b)),
-            env_min=zeros,
-            env_max=zeros,
+            **statistics_init(window, (b,))._asdict(),
             grad_sum=np.zeros((b, d)),
-            sq_avg=zeros,
-            norm_avg=zeros,
-            dist_avg=zeros,
-            beta_pow=np.ones(b),
             velocity=np.zeros((b, d)),
             scratch=np.empty((b, d)),
             has_buffer=np.zeros(b, dtype=bool),
@@ -436,94 +755,44 @@ def yellowfin_tuner(
         t = state.step
         hp = state.hyper
         prev = state.values
-        beta_b, bc = hp.beta, hp.beta_col
-        one_minus = 1.0 - beta_b
         g = np.asarray(grads, dtype=np.float64)
         s = _row_dot(g, g)
-        b = s.shape[0]
-        false = np.zeros(b, dtype=bool)
+        false = np.zeros(s.shape[0], dtype=bool)
 
         # 1. stat-protect clip (official, t > 1): bounds what enters the statistics
         stat_clip = false
-        if clip and t > 1:
-            coef = (np.sqrt(_STAT_PROTECT_FACTOR * prev["h_max"]) + EPS) / (
-                np.sqrt(s) + _CLIP_GUARD
-            )
-            stat_clip = coef < 1.0
+        if settings.adapt_clip:
+            factor, stat_clip = stat_protect(s, prev["h_max"], t)
             if stat_clip.any():
-                factor = np.where(stat_clip, coef, 1.0)
                 g = g * factor[:, None]
                 s = s * factor * factor
 
-        # 2. curvature range from the window of ‖g‖²
-        win = state.window
-        if t == 0:
-            win[:] = s
-        else:
-            win[t % win.shape[0]] = s
-        wmin, wmax = win.min(axis=0), win.max(axis=0)
-        if env_log:
-            wmin, wmax = np.log(wmin + EPS), np.log(wmax + EPS)
-        beta_pow = state.beta_pow * beta_b
-        debias = 1.0 - beta_pow
-        env_min = beta_b * state.env_min + one_minus * wmin
-        env_max = beta_b * state.env_max + one_minus * wmax
-        h_min, h_max = env_min / debias, env_max / debias
-        if env_log:
-            h_min, h_max = np.exp(h_min), np.exp(h_max)
-
-        # 3. gradient variance; 4. distance to the optimum
+        # 2.-6. the statistics and (α, μ*) from ‖g‖² and ‖ḡ‖²
         gsum = state.grad_sum  # ḡ/(1-β) ← β ḡ/(1-β) + g: one scaling pass fewer than ḡ itself
-        gsum *= bc
+        gsum *= hp.beta_col
         gsum += g
-        sq_avg = beta_b * state.sq_avg + one_minus * s
-        gbar_sq = _row_dot(gsum, gsum) * (one_minus / debias) ** 2
-        grad_var = np.maximum(sq_avg / debias - gbar_sq, EPS)
-        norm_avg = beta_b * state.norm_avg + one_minus * np.sqrt(s)
-        dist_avg = beta_b * state.dist_avg + one_minus * norm_avg / (sq_avg + EPS)
-        dist = dist_avg / debias
-
-        # 5. SingleStep (t ≥ 1), fixed targets, slow start, smoothing
-        if t == 0:
-            mu_t, lr_t = prev["mu_t"], prev["lr_t"]
-            root = bound = np.full(b, np.nan)
-            lr_s, mu_s = prev["lr_smoothed"], prev["mu_smoothed"]
-        else:
-            mu_t, lr_t, root, bound = single_step(h_min, h_max, grad_var, dist)
-            if hp.fixed is not None:
-                mu_t = np.where(hp.fixed, hp.target, mu_t)
-                lr_t = np.where(hp.fixed, (1.0 - np.sqrt(mu_t)) ** 2 / (h_min + EPS), lr_t)
-            if slow and t + 1 < slow_steps:
-                lr_t = lr_t * ((t + 1) / slow_steps)
-            lr_s = beta_b * prev["lr_smoothed"] + one_minus * lr_t
-            mu_s = beta_b * prev["mu_smoothed"] + one_minus * mu_t
-        lr, mu_star = (lr_s, mu_s) if smooth else (lr_t, mu_t)
-
-        # 6. exploding-gradient clip (update only) and catastrophic-move clamp (official)
-        explode = catastrophic = false
-        g_apply = g
-        if clip:
-            if t >= 1:
-                explode = s >= prev["h_max"]
-                if explode.any():
-                    coef = (np.sqrt(prev["h_max"]) + EPS) / (np.sqrt(s) + _CLIP_GUARD)
-                    g_apply = g * np.where(explode, np.minimum(coef, 1.0), 1.0)[:, None]
-            catastrophic = lr * np.sqrt(s) >= _CATASTROPHIC_MOVE
-            if catastrophic.any():
-                lr = np.where(catastrophic, _CATASTROPHIC_MOVE / np.sqrt(s + EPS), lr)
+        stats, values, apply_scale = tune(
+            Statistics(*(getattr(state, name) for name in Statistics._fields)),
+            s,
+            _row_dot(gsum, gsum),
+            t,
+            prev,
+            hp.beta,
+            settings,
+            target=None if hp.fixed is None else hp.target,
+        )
+        g_apply = g * apply_scale[:, None] if values["exploding_grad_clip"].any() else g
+        lr, mu_star = values.pop("lr"), values.pop("mu_star")
 
         # 7. momentum: open loop μ*, or the closed loop's feedback
         mu, mu_hat, clamped, estimator = mu_star, prev["mu_hat"], false, state.estimator
         if hp.closed is not None:
             estimator = _closed_loop_estimator(estimator, context)
             estimator = momentum_estimator_update(estimator, context, g_apply, lr)
-            mu_hat = momentum_estimate(estimator)
-            mu_hat = np.where(hp.closed, mu_hat, np.nan)  # open-loop rows: the engine records it
-            mu_loop = prev["momentum"] if t > 0 else mu_star
-            raw = mu_loop + hp.gain * (mu_star - mu_hat)
-            raw = np.where(np.isnan(mu_hat), mu_loop, raw)
-            clamped = ((raw < low) | (raw > high)) & hp.closed
-            mu = np.where(hp.closed, np.clip(raw, low, high), mu_star)
+            mu_hat = np.where(hp.closed, momentum_estimate(estimator), np.nan)  # open-loop rows:
+            mu_loop = prev["momentum"] if t > 0 else mu_star  # the engine records it
+            mu, clamped = closed_loop_momentum(mu_loop, mu_star, mu_hat, hp.gain, low, high)
+            mu, clamped = np.where(hp.closed, mu, mu_star), clamped & hp.closed
 
         # 8. the step
         velocity = state.velocity
@@ -542,61 +811,33 @@ def yellowfin_tuner(
                 has_buffer = has_buffer | moving
                 updates = np.where(moving[:, None], velocity, g_apply) * -lr[:, None]
 
-        finite = np.isfinite(h_min + h_max + grad_var + dist + lr + mu)
         values = {
             "lr": lr,
             "momentum": mu,
-            "lr_t": lr_t,
-            "mu_t": mu_t,
-            "lr_smoothed": lr_s,
-            "mu_smoothed": mu_s,
+            **{k: values[k] for k in ("lr_t", "mu_t", "lr_smoothed", "mu_smoothed")},
             "mu_star": mu_star,
             "mu_hat": mu_hat,
-            "h_min": h_min,
-            "h_max": h_max,
-            "grad_var": grad_var,
-            "dist_to_opt": dist,
-            "grad_norm_squared": s,
-            "cubic_root": root,
-            "mu_dr_bound": bound,
+            **{k: values[k] for k in _RECORDED_NAN if k != "mu_hat"},
             "stat_protect_clip": stat_clip,
-            "exploding_grad_clip": explode,
-            "catastrophic_lr_clamp": catastrophic,
+            "exploding_grad_clip": values["exploding_grad_clip"],
+            "catastrophic_lr_clamp": values["catastrophic_lr_clamp"],
             "momentum_clamped": clamped,
+            "no_signal": values["no_signal"],
         }
         new_state = YellowFinState(
             step=t + 1,
-            window=win,
-            env_min=env_min,
-            env_max=env_max,
+            **stats._asdict(),
             grad_sum=gsum,
-            sq_avg=sq_avg,
-            norm_avg=norm_avg,
-            dist_avg=dist_avg,
-            beta_pow=beta_pow,
             velocity=velocity,
             scratch=state.scratch,
             has_buffer=has_buffer,
             estimator=estimator,
             values=values,
-            diverged=state.diverged | ~finite,
+            diverged=state.diverged | diverged_now(values),
             hyper=hp,
         )
         return updates, new_state
 
-    hyperparameters = {
-        "variant": variant,
-        **{k: v if isinstance(v, bool | str) else plain_hyperparameter(v) for k, v in opts.items()},
-        "beta": plain_hyperparameter(beta),
-        "window": window,
-        "closed_loop": tuple(bool(c) for c in closed_arr.reshape(-1))
-        if closed_arr.ndim
-        else bool(closed_arr),
-        "target_momentum": plain_hyperparameter(target_arr),
-        "gain": plain_hyperparameter(gain),
-        "estimator_beta": float(estimator_beta),
-        "clamp": (low, high),
-    }
     needs = frozenset({"writers"}) if any_closed else frozenset()
     return GradientTransformation(init, update, batch, "yellowfin_tuner", hyperparameters, needs)
 
