@@ -32,6 +32,7 @@ __all__ = [
     "implied_batch",
     "nesterov",
     "plain_hyperparameter",
+    "published_of",
     "record_of",
     "scale",
     "sgd",
@@ -39,12 +40,20 @@ __all__ = [
 
 
 class StepContext(Protocol):
-    """What the engine knows about the update being applied (read-only)."""
+    """What the engine knows about the update being applied (read-only).
+
+    ``step`` counts arrivals (gradients received, 0-based). The current parameters are the ``params``
+    argument of ``update``; ``read_params`` are the parameters the worker read (the transformation's
+    ``read_point`` of the version it read, where it has one). ``staleness`` is τ: the versions
+    *published* between the worker's read and this arrival (an arrival that a method discards or
+    buffers publishes none; see :func:`published_of`); a read before the start counts from w_0.
+    """
 
     step: int
     writer: np.ndarray  # (B,) int64 worker or group id, -1 unknown
     n_aggregated: np.ndarray  # (B,) gradients aggregated in this update
     read_params: np.ndarray  # (B, d) the parameters the gradient was computed at
+    staleness: np.ndarray  # (B,) int64 published versions between the read and this arrival
 
     def previous_read_params(self) -> np.ndarray:
         """(B, d) the parameters the same writer read for its previous update (w_0 if none)."""
@@ -66,7 +75,14 @@ class GradientTransformation(NamedTuple):
     a tuple of B floats for an array hyperparameter); None where the factory does not declare them.
     ``needs`` names what the update requires of the staleness source beyond a gradient:
     ``"writers"`` (each update's worker id in the step context, which a cluster trace gives and an
-    i.i.d. staleness law does not); :func:`asyncsim.engine.run` refuses a source that lacks it.
+    i.i.d. staleness law does not); :func:`asyncsim.engine.run` refuses a source that lacks it; and
+    ``"reads"`` (the realized reads: τ and the parameters read, which the expected-dynamics mode,
+    averaging over a staleness law, does not have).
+
+    ``read_point(state, params) -> sent`` (B, d), where given, is what the server sends a worker that
+    reads now (a look-ahead point, say) instead of the current parameters; the engine computes it
+    once per published version from the state at that version and keeps it with every read of that
+    version (it implies ``"reads"``). None: workers read the current parameters.
 
     >>> t = heavy_ball([0.1, 0.2], 0.5)
     >>> t.name, t.hyperparameters
@@ -79,6 +95,7 @@ class GradientTransformation(NamedTuple):
     name: str | None = None
     hyperparameters: Mapping[str, Any] | None = None
     needs: frozenset[str] = frozenset()
+    read_point: Callable[[Any, np.ndarray], np.ndarray] | None = None
 
 
 def implied_batch(*values: Any) -> int | None:
@@ -131,6 +148,17 @@ def record_of(state: Any) -> dict[str, np.ndarray]:
             merged.update(record_of(inner))
         return merged
     return {}
+
+
+def published_of(state: Any) -> np.ndarray | None:
+    """Whether the update just made publishes a new version, (B,) bool, through nested (chained)
+    states: a state that may hold a gradient back (discard it, or buffer it) says so in a
+    ``published`` attribute, and returns a zero update where it is False. None when no state has
+    one: every arrival publishes."""
+    if isinstance(state, tuple) and not hasattr(state, "published"):
+        flags = [f for f in (published_of(inner) for inner in state) if f is not None]
+        return np.logical_and.reduce(flags) if flags else None
+    return getattr(state, "published", None)
 
 
 # ------------------------------------------------------------------------------------------ sgd, scale
@@ -323,6 +351,13 @@ def chain(*transforms: GradientTransformation) -> GradientTransformation:
             new_states.append(s)
         return grads, tuple(new_states)
 
+    points = [(i, t.read_point) for i, t in enumerate(transforms) if t.read_point is not None]
+
+    def read_point(state, params):
+        for i, point in points:  # each part's look-ahead, in order
+            params = point(state[i], params)
+        return params
+
     name = f"chain({', '.join(t.name or '?' for t in transforms)})"
     hyperparameters = {
         f"{i}.{key}": value
@@ -336,4 +371,5 @@ def chain(*transforms: GradientTransformation) -> GradientTransformation:
         name,
         hyperparameters,
         frozenset().union(*(t.needs for t in transforms)),
+        read_point if points else None,
     )
