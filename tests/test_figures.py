@@ -1,34 +1,56 @@
 """The teaching figures: every claim asserted on the data behind its figure, as ``asyncsim figures``
-writes it (quick scale, seed 0, into a temporary folder), and the simulator kept free of ``theory``.
+writes it (quick scale, seed 0, into a temporary folder), the drawing held to its rules (text of 10
+pt or more at the saved size, plain labels on log axes, legend colours equal to what they name), and
+the simulator kept free of ``theory``.
 
 The quick-scale run takes a minute or two on two cores, so the tests that read it are marked slow (they
 run in CI). Each assertion states what the measurement shows at that scale; where a claim of the papers
-does not hold in the simulator, the test says so instead of forcing it.
+does not hold in the simulator, the test says so instead of forcing it. The drawing rules are checked on
+two figures in the fast tests and on every figure in the slow ones.
 """
 
 from __future__ import annotations
 
+import pickle
+import struct
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.collections import Collection
+from matplotlib.colors import to_rgb
+from matplotlib.container import BarContainer, ErrorbarContainer
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+from matplotlib.text import Text
 
-from asyncsim.cli import FIGURE_SCALES, main
-from asyncsim.experiments import best_momentum
+import asyncsim.experiments.result
+from asyncsim.cli import FIGURE_FORMATS, FIGURE_SCALES, main
+from asyncsim.experiments import (
+    MU_GRID,
+    SCALES,
+    best_momentum,
+    cache,
+    combine,
+    momentum_sweep,
+)
 from asyncsim.experiments.settings import DIGITS
 from asyncsim.figures import (
     FIGURES,
-    MU_GRID,
-    SCALES,
-    make_robust_region,
-    make_staleness,
+    FORMATS,
+    FigureResult,
+    figure,
+    make_figures,
     plot_rates,
     plot_staleness_pmf,
 )
+from asyncsim.sweep import StoreWarning
 
 GRID_STEP = 0.225  # spacing of the μ grid of theory/README.md §5
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -58,13 +80,19 @@ def test_the_simulator_never_imports_theory() -> None:
     assert leaked.strip() == "[]", f"theory imported by the simulator: {leaked}"
 
 
-def test_scales_of_the_cli_are_the_modules() -> None:
+def test_scales_and_formats_of_the_cli_are_the_modules() -> None:
     assert FIGURE_SCALES == SCALES
+    assert FIGURE_FORMATS == FORMATS
+
+
+def written(folder: Path) -> list[str]:
+    """The files a figures run wrote into ``folder``, its cache left out."""
+    return sorted(p.name for p in folder.iterdir() if p.name != ".cache")
 
 
 def test_only_writes_one_figure_png_and_csv(tmp_path: Path, capsys) -> None:
     assert main(["figures", "--only", "staleness", "--out", str(tmp_path), "--jobs", "1"]) == 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["staleness.csv", "staleness.png"]
+    assert written(tmp_path) == ["staleness.csv", "staleness.png"]
     assert (tmp_path / "staleness.png").read_bytes()[:8] == PNG_MAGIC
     data = pd.read_csv(tmp_path / "staleness.csv")
     assert {"compute", "workers", "lag", "empirical", "geometric"} <= set(data.columns)
@@ -86,17 +114,250 @@ def test_usage_errors(argv: list[str], message: str, tmp_path: Path, capsys) -> 
     assert not any(tmp_path.iterdir())
 
 
-def test_panels_draw_into_given_axes_and_results_carry_their_seed() -> None:
-    result = make_robust_region(scale="quick", rng=3)
+@pytest.fixture(scope="module")
+def staleness_figure() -> FigureResult:
+    """The staleness figure at root seed 1 (about a second to compute)."""
+    return figure("staleness", rng=1)
+
+
+@pytest.fixture(scope="module")
+def robust_region_figure() -> FigureResult:
+    """The robust-region figure at root seed 3 (deterministic: the seed is only recorded)."""
+    return figure("robust_region", scale="quick", rng=3)
+
+
+def test_panels_draw_into_given_axes_and_results_carry_their_seed(
+    staleness_figure: FigureResult, robust_region_figure: FigureResult
+) -> None:
+    result = robust_region_figure
     assert isinstance(result.fig, Figure)
     assert result.data.attrs["seed"] == "3" and result.data.attrs["scale"] == "quick"
     ax = Figure().subplots()
-    assert plot_rates(result.data, ax) is ax
+    assert plot_rates(result.result, ax) is ax
     assert len(ax.lines) > 0
-    staleness = make_staleness(rng=1)
-    assert plot_staleness_pmf(staleness.data).figure is not None  # ax=None makes its own figure
-    again = make_staleness(rng=1)
-    pd.testing.assert_frame_equal(staleness.data, again.data)  # same seed, same data
+    assert plot_staleness_pmf(staleness_figure.result).figure is not None  # ax=None: own figure
+    again = figure("staleness", rng=1)
+    pd.testing.assert_frame_equal(staleness_figure.data, again.data)  # same seed, same data
+
+
+# ------------------------------------------------------------------------------------------ drawing rules
+SMALLEST_TEXT = 10.0  # points at the saved size: figures are saved at their figsize
+
+
+def texts(fig: Figure) -> list[Text]:
+    """Every visible, non-empty text of ``fig`` once drawn (tick labels included)."""
+    FigureCanvasAgg(fig).draw()
+    return [
+        t
+        for t in fig.findobj(Text)
+        if t.get_visible() and t.get_text().strip() and t.get_figure() is not None
+    ]
+
+
+def colour(artist) -> tuple[float, float, float]:
+    """The RGB colour an artist shows (alpha is not colour: a pale bar keeps its hue)."""
+    if isinstance(artist, Line2D):
+        return to_rgb(artist.get_color())
+    if isinstance(artist, Patch):
+        return to_rgb(artist.get_facecolor())
+    if isinstance(artist, Collection):
+        faces = artist.get_facecolor()
+        shown = faces if len(faces) and faces[0][3] > 0 else artist.get_edgecolor()
+        return to_rgb(shown[0])
+    if isinstance(artist, BarContainer):
+        return colour(artist.patches[0])
+    if isinstance(artist, ErrorbarContainer):
+        line = artist.lines[0]
+        return colour(line if line is not None else artist.lines[2][0])
+    raise TypeError(f"no colour rule for {type(artist).__name__}")
+
+
+def legend_mismatches(fig: Figure) -> list[str]:
+    """Legend entries whose handle's colour differs from the artist of the same label, or that name
+    no drawn artist."""
+    wrong = []
+    for ax in fig.axes:
+        legend = ax.get_legend()
+        if legend is None:
+            continue
+        drawn = [*ax.lines, *ax.collections, *ax.patches, *ax.containers]
+        for handle, text in zip(legend.legend_handles, legend.get_texts(), strict=True):
+            label = text.get_text()
+            named = [
+                a
+                for a in drawn
+                if a.get_label() == label and not (isinstance(a, BarContainer) and not a.patches)
+            ]
+            if not named:
+                wrong.append(f"{label!r}: no artist drawn with this label")
+                continue
+            for artist in named:
+                if not np.allclose(colour(handle), colour(artist)):
+                    wrong.append(f"{label!r}: handle {colour(handle)}, artist {colour(artist)}")
+    return wrong
+
+
+def log_axis_labels(fig: Figure, *, drawn: bool = False) -> list[str]:
+    """The tick labels of every log-scaled axis of ``fig`` inside the view (drawn first unless
+    ``drawn``)."""
+    if not drawn:
+        FigureCanvasAgg(fig).draw()
+    labels = []
+    for ax in fig.axes:
+        for axis, scale in ((ax.xaxis, ax.get_xscale()), (ax.yaxis, ax.get_yscale())):
+            if scale != "log":
+                continue
+            low, high = sorted(axis.get_view_interval())
+            labels += [
+                t.get_text()
+                for t in axis.get_ticklabels(which="both")
+                if t.get_text() and low <= t.get_position()[axis is ax.yaxis] <= high
+            ]
+    return labels
+
+
+def check_drawing_rules(name: str, fig: Figure) -> None:
+    small = [(t.get_text()[:30], t.get_fontsize()) for t in texts(fig)]
+    small = [(text, size) for text, size in small if size < SMALLEST_TEXT]
+    assert not small, f"{name}: text below {SMALLEST_TEXT} pt: {small}"
+    assert not legend_mismatches(fig), f"{name}: {legend_mismatches(fig)}"
+    labels = log_axis_labels(fig, drawn=True)  # texts() drew it
+    fancy = [label for label in labels if "$" in label or "×" in label or "^" in label]
+    assert not fancy, f"{name}: log-axis tick labels not plain: {fancy}"
+
+
+def test_the_drawing_checks_can_fail() -> None:
+    """A legend whose handle was given another colour, 8-pt text and a 2×10^0 label are caught."""
+    fig = Figure()
+    ax = fig.subplots()
+    ax.plot([1, 2], [1, 3], color="C0", label="line")
+    ax.bar([1], [2], color="C1", label="empty")[0].remove()  # an empty bar container
+    ax.legend(handles=[Patch(color="C2", label="line")])
+    ax.set_yscale("log")
+    ax.set_title("small", fontsize=8)
+    assert legend_mismatches(fig) == [f"'line': handle {to_rgb('C2')}, artist {to_rgb('C0')}"]
+    assert any("$" in label for label in log_axis_labels(fig))  # matplotlib's own 2×10^0
+    with pytest.raises(AssertionError, match="text below"):
+        check_drawing_rules("probe", fig)
+
+
+def test_fast_figures_follow_the_drawing_rules(
+    staleness_figure: FigureResult, robust_region_figure: FigureResult
+) -> None:
+    for result in (staleness_figure, robust_region_figure):
+        check_drawing_rules(result.name, result.fig)
+
+
+def test_pdf_and_svg_are_written(staleness_figure: FigureResult, tmp_path: Path) -> None:
+    argv = ["figures", "--only", "staleness", "--format", "pdf", "--out", str(tmp_path)]
+    assert main([*argv, "--jobs", "1"]) == 0
+    assert written(tmp_path) == ["staleness.csv", "staleness.pdf"]
+    assert (tmp_path / "staleness.pdf").read_bytes().startswith(b"%PDF")
+    svg, _ = staleness_figure.save(tmp_path / "svg", format="svg")
+    assert svg.name == "staleness.svg" and b"<svg" in svg.read_bytes()[:1000]
+    with pytest.raises(ValueError, match="format must be one of 'png', 'pdf', 'svg'; got 'gif'"):
+        staleness_figure.save(tmp_path, format="gif")
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    """Width and height in pixels, from the PNG's IHDR chunk."""
+    return struct.unpack(">II", path.read_bytes()[16:24])
+
+
+def test_dpi_sets_the_pixels_of_a_png(staleness_figure: FigureResult, tmp_path: Path) -> None:
+    width, height = staleness_figure.fig.get_size_inches()
+    low, _ = staleness_figure.save(tmp_path / "low", dpi=50)
+    high, _ = staleness_figure.save(tmp_path / "high", dpi=100)
+    assert png_size(low) == (round(width * 50), round(height * 50))
+    assert png_size(high) == (round(width * 100), round(height * 100))
+    assert main(["figures", "--dpi", "20", "--out", str(tmp_path)]) == 2  # below 50: refused
+
+
+# ------------------------------------------------------------------------------------------ cache
+def refuse(*args, **kwargs):
+    """Stands in for the computation a cache should have spared."""
+    raise AssertionError("computed again")
+
+
+def test_figures_then_claims_in_one_folder_compute_the_experiment_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """``asyncsim figures`` keeps its experiments in OUT/.cache; ``asyncsim claims`` into the same
+    folder takes them from there: with computing forbidden, it still gives its verdict."""
+    out = ["--out", str(tmp_path), "--jobs", "1"]
+    assert main(["figures", "--only", "staleness", *out]) == 0
+    kept = sorted((tmp_path / ".cache" / "experiments").iterdir())
+    assert [p.name.split("-")[0] for p in kept] == ["staleness_law"]
+
+    monkeypatch.setattr(asyncsim.experiments.result, "runner", refuse)
+    assert main(["claims", "--only", "staleness-geometric", *out]) == 0
+    assert "staleness-geometric" in (tmp_path / "claims.md").read_text()
+    with pytest.raises(AssertionError, match="computed again"):  # the control: without the cache
+        main(["claims", "--only", "staleness-geometric", "--no-cache", *out])
+    capsys.readouterr()
+
+
+def test_the_cache_keys_by_seed_and_recomputes_an_unreadable_file(tmp_path: Path) -> None:
+    with cache(tmp_path):
+        first = figure("staleness", rng=1).result
+        again = figure("staleness", rng=1).result
+        other = figure("staleness", rng=2).result
+    pd.testing.assert_frame_equal(first.data, again.data)
+    assert not first.data["empirical"].equals(other.data["empirical"])
+    files = sorted((tmp_path / "experiments").iterdir())
+    assert len(files) == 2  # one per seed
+    files[0].write_bytes(pickle.dumps({"key": "another", "result": None}))
+    with cache(tmp_path), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        redone = {str(figure("staleness", rng=seed).result.seed) for seed in (1, 2)}
+    assert redone == {"1", "2"}
+    assert [w.category for w in caught] == [StoreWarning]
+    assert "not a usable result" in str(caught[0].message)
+
+
+def test_a_cached_sweep_computes_no_chunk_again(tmp_path: Path, monkeypatch) -> None:
+    """A sweep run inside a cache keeps its chunks there; the same sweep again reads them."""
+    import asyncsim.sweep
+
+    grid = {"workers": (1, 2), "lrs": (0.1,), "momenta": (0.0,), "seeds": 2, "steps": 50}
+    with cache(tmp_path):
+        first = momentum_sweep(**grid, record_every=10, rng=0).to_frame()
+        monkeypatch.setattr(asyncsim.sweep, "run_chunk", refuse)
+        again = momentum_sweep(**grid, record_every=10, rng=0).to_frame()
+    pd.testing.assert_frame_equal(first, again)
+    assert len(list((tmp_path / "sweeps").glob("*/chunk-*.npz"))) == 4
+
+
+def test_combine_stacks_the_parts_of_one_root_seed(staleness_figure: FigureResult) -> None:
+    parts = {"a": staleness_figure.result, "b": staleness_figure.result}
+    both = combine("both", parts)
+    assert len(both.data) == 2 * len(parts["a"].data) and str(both.seed) == "1"
+    assert set(both.config) == {"a", "b"}
+    with pytest.raises(ValueError, match="parts must share one root seed"):
+        combine("mixed", {"a": parts["a"], "c": figure("staleness", rng=2).result})
+
+
+def test_a_cache_block_is_one_at_a_time(tmp_path: Path) -> None:
+    inner = cache(tmp_path / "other")
+    with cache(tmp_path), pytest.raises(RuntimeError, match="already active"), inner:
+        pass
+
+
+def test_the_registry_names_an_experiment_and_a_drawing_per_figure() -> None:
+    """The figures of the papers' claims first, in the README's order; each entry an experiment and
+    its ``make_<name>``."""
+    assert list(FIGURES)[:8] == [
+        "staleness",
+        "momentum",
+        "penalty",
+        "robust_region",
+        "total_momentum",
+        "closed_loop",
+        "tuners",
+        "groups",
+    ]
+    for name, spec in FIGURES.items():
+        assert callable(spec.experiment) and spec.make.__name__ == f"make_{name}"
 
 
 # ------------------------------------------------------------------------------------------ quick run
@@ -112,11 +373,49 @@ def read(folder: Path, name: str) -> pd.DataFrame:
     return pd.read_csv(folder / f"{name}.csv")
 
 
+@pytest.fixture(scope="module")
+def drawn(quick: Path) -> dict[str, FigureResult]:
+    """Every figure of the quick run drawn again from its cache (nothing is computed)."""
+    with cache(quick / ".cache"):
+        return {name: result for name, result, _ in make_figures(jobs=1)}
+
+
+@pytest.mark.slow
+def test_every_figure_follows_the_drawing_rules(drawn: dict[str, FigureResult]) -> None:
+    assert list(drawn) == list(FIGURES)
+    for name, result in drawn.items():
+        check_drawing_rules(name, result.fig)
+
+
+@pytest.mark.slow
+def test_claims_after_figures_compute_nothing(quick: Path, monkeypatch, capsys) -> None:
+    """Every claim measured by an experiment of the figures, in the figures' folder: no experiment
+    runs and no sweep chunk is computed."""
+    import asyncsim.sweep
+
+    monkeypatch.setattr(asyncsim.experiments.result, "runner", refuse)
+    monkeypatch.setattr(asyncsim.sweep, "run_chunk", refuse)
+    claims = [
+        "staleness-geometric",
+        "best-momentum-negative-nq50",
+        "best-momentum-negative-digits",
+        "penalty-tuning",
+        "robust-region-quadratic",
+        "total-momentum-sync",
+        "closed-loop-tracks",
+        "yellowfin-vs-tuned-sync",
+        "groups-intermediate",
+    ]
+    only = [arg for claim in claims for arg in ("--only", claim)]
+    assert main(["claims", *only, "--out", str(quick), "--jobs", "1"]) == 0
+    table = pd.read_csv(quick / "claims.csv")
+    assert sorted(table["id"]) == sorted(claims)
+    capsys.readouterr()
+
+
 @pytest.mark.slow
 def test_every_figure_renders_to_png_with_its_csv(quick: Path) -> None:
-    assert sorted(p.name for p in quick.iterdir()) == sorted(
-        [f"{n}.png" for n in FIGURES] + [f"{n}.csv" for n in FIGURES]
-    )
+    assert written(quick) == sorted([f"{n}.png" for n in FIGURES] + [f"{n}.csv" for n in FIGURES])
     for name in FIGURES:
         assert (quick / f"{name}.png").read_bytes()[:8] == PNG_MAGIC
         assert len(read(quick, name)) > 0

@@ -1,17 +1,21 @@
-"""The notebooks: committed without outputs, public API only, executed at a small scale.
+"""The notebooks: committed without outputs, public API only, on the library's experiments, each stating
+its run time, executed at a small scale.
 
 Each notebook's first code cell reads the scale from ``ASYNCSIM_NOTEBOOK_SCALE``; the execution tests set
 it to ``small`` and run the notebook with nbclient, on a kernel of this very interpreter (ipykernel's own
 kernel spec, so no ``python -m ipykernel install`` is needed and no other installed kernel is picked up),
 in a temporary working directory, and check that nothing was written into the repository (outside
-``figures/``, where notebooks may write).
+``figures/``, where notebooks may write). The explorer (07) runs its static grid there
+(``ASYNCSIM_EXPLORER_WIDGETS=off``), and once more with its sliders built.
 """
 
 from __future__ import annotations
 
 import ast
 import importlib
+import importlib.util
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -32,9 +36,15 @@ EXPECTED = (
     "04-yellowfin.ipynb",
     "05-closed-loop.ipynb",
     "06-hardware-vs-statistical-efficiency.ipynb",
+    "07-explorer.ipynb",
 )
 SCALE_VARIABLE = "ASYNCSIM_NOTEBOOK_SCALE"
-ALLOWED_MODULES = {"os", "numpy", "matplotlib", "pandas", "asyncsim", "theory"}
+WIDGETS_VARIABLE = "ASYNCSIM_EXPLORER_WIDGETS"
+ALLOWED_MODULES = {"os", "numpy", "matplotlib", "pandas", "asyncsim", "theory", "ipywidgets"}
+#: Notebooks whose measurements are not experiments of ``asyncsim.experiments``: the explorer draws
+#: theory's rate map and one engine run at the point a slider picks.
+WITHOUT_EXPERIMENTS = {"07-explorer.ipynb"}
+RUN_TIME = re.compile(r"\*\*Run time\*\*[^.]*?about (\d+ (s|min)|a minute)")
 CELL_TIMEOUT = 600  # seconds; at the small scale a notebook takes well under a minute
 # Folders a notebook may write into (figures/), or that Python and the tools manage themselves.
 UNWATCHED = {
@@ -99,17 +109,81 @@ def test_imports_only_the_public_api(path: Path) -> None:
                 assert node.level == 0 and node.module, f"{where}: relative import"
                 _check_module(node.module, where)
                 if node.module.split(".")[0] in ("asyncsim", "theory"):
-                    public = getattr(importlib.import_module(node.module), "__all__", ())
+                    imported = importlib.import_module(node.module)
+                    public = getattr(imported, "__all__", ())
                     for alias in node.names:
-                        assert alias.name in public, (
-                            f"{where}: {alias.name} is not in {node.module}.__all__"
+                        submodule = (
+                            not alias.name.startswith("_")
+                            and hasattr(imported, "__path__")  # a package
+                            and importlib.util.find_spec(f"{node.module}.{alias.name}") is not None
+                        )
+                        assert alias.name in public or submodule, (
+                            f"{where}: {alias.name} is not in {node.module}.__all__ "
+                            "nor a public module"
                         )
             elif isinstance(node, ast.Attribute) and node.attr.startswith("_"):
                 base = node.value
                 while isinstance(base, ast.Attribute):
                     base = base.value
-                if isinstance(base, ast.Name) and base.id in ("asyncsim", "theory"):
+                if isinstance(base, ast.Name) and base.id in _library_names(path):
                     pytest.fail(f"{where}: private name {node.attr}")
+
+
+def _library_names(path: Path) -> set[str]:
+    """The names a notebook binds to asyncsim and theory and their modules (``asyncsim``,
+    ``experiments`` of ``from asyncsim import experiments``, ``ex`` of ``import ... as ex``)."""
+    names = {"asyncsim", "theory"}
+    for cell in _code_cells(_read(path)):
+        for node in ast.walk(ast.parse(_python_source(cell))):
+            if isinstance(node, ast.Import | ast.ImportFrom):
+                module = node.module if isinstance(node, ast.ImportFrom) else None
+                for alias in node.names:
+                    root = (module or alias.name).split(".")[0]
+                    if root in ("asyncsim", "theory"):
+                        names.add(alias.asname or alias.name.split(".")[0])
+    return names
+
+
+def test_a_private_name_through_an_alias_is_caught(tmp_path: Path) -> None:
+    """The check above sees private names reached through any name bound to the library."""
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("from asyncsim import experiments as ex\nex._schedule")]
+    probe = tmp_path / "probe.ipynb"
+    nbformat.write(nb, probe)
+    with pytest.raises(pytest.fail.Exception, match="private name _schedule"):
+        test_imports_only_the_public_api(probe)
+
+
+@by_name
+def test_heavy_lifting_is_the_library_experiments(path: Path) -> None:
+    """Each notebook calls at least one experiment function of ``asyncsim.experiments`` (through
+    ``experiments.<name>(...)``); the explorer is the one exception (see WITHOUT_EXPERIMENTS)."""
+    called = {
+        node.func.attr
+        for cell in _code_cells(_read(path))
+        for node in ast.walk(ast.parse(_python_source(cell)))
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and isinstance(node.func.value, ast.Name)
+        and node.func.value.id == "experiments"
+    }
+    import asyncsim.experiments
+
+    experiments = {name for name in called if name in asyncsim.experiments.__all__}
+    if path.name in WITHOUT_EXPERIMENTS:
+        assert not experiments, f"{path.name} calls {experiments}: drop it from WITHOUT_EXPERIMENTS"
+    else:
+        assert experiments - {"settings"}, (
+            f"{path.name} calls no experiment of asyncsim.experiments"
+        )
+
+
+@by_name
+def test_states_its_run_time_at_the_default_scale(path: Path) -> None:
+    intro = _read(path).cells[0]
+    assert intro.cell_type == "markdown" and RUN_TIME.search(intro.source), (
+        f"{path.name}: the first cell must say '**Run time** ... about N s' (or N min)"
+    )
 
 
 def _check_module(name: str, where: str) -> None:
@@ -168,6 +242,13 @@ def _repo_state() -> set[str]:
 def test_runs_at_small_scale(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     nb = _read(path)
     monkeypatch.setenv(SCALE_VARIABLE, "small")  # the kernel inherits this environment
+    monkeypatch.setenv(WIDGETS_VARIABLE, "off")  # the explorer's static grid
+    _execute(nb, tmp_path)
+
+
+def _execute(nb: nbformat.NotebookNode, tmp_path: Path) -> None:
+    """Run ``nb`` in ``tmp_path``; check that it wrote nothing into the repository and printed no
+    RuntimeWarning."""
     before = _repo_state()
     client = NotebookClient(
         nb,
@@ -179,7 +260,7 @@ def test_runs_at_small_scale(path: Path, tmp_path: Path, monkeypatch: pytest.Mon
     client.execute()  # raises CellExecutionError at the first cell that fails
     after = _repo_state()
     assert after == before, (
-        f"{path.name} wrote into the repository (or someone else did meanwhile): "
+        "the notebook wrote into the repository (or someone else did meanwhile): "
         f"new {sorted(after - before)}, gone {sorted(before - after)}"
     )
     stderr = [
@@ -189,3 +270,23 @@ def test_runs_at_small_scale(path: Path, tmp_path: Path, monkeypatch: pytest.Mon
         if out.output_type == "stream" and out.name == "stderr"
     ]
     assert not [text for text in stderr if "RuntimeWarning" in text], stderr
+
+
+@pytest.mark.slow
+def test_the_explorer_builds_its_sliders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With ipywidgets (installed with the notebooks extra) the explorer shows three sliders that
+    redraw on release, and its first drawing renders."""
+    pytest.importorskip("ipywidgets")
+    nb = _read(NOTEBOOK_DIR / "07-explorer.ipynb")
+    monkeypatch.setenv(SCALE_VARIABLE, "small")
+    monkeypatch.setenv(WIDGETS_VARIABLE, "on")
+    _execute(nb, tmp_path)
+    views = [
+        out
+        for cell in _code_cells(nb)
+        for out in cell.outputs
+        if "application/vnd.jupyter.widget-view+json" in out.get("data", {})
+    ]
+    assert len(views) == 1, "the sliders were not displayed"
+    source = "".join(cell.source for cell in _code_cells(nb))
+    assert source.count("continuous_update=False") == 3  # redrawn on release, not while dragging

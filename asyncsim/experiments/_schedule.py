@@ -8,24 +8,46 @@ Without an executor (``jobs=1``) everything runs in this process, one thing afte
 
 :func:`runner` owns a local process pool when ``jobs > 1`` (one BLAS thread per process, each exiting
 with its parent); a given executor (a Dask cluster's) is the caller's to manage.
+
+Inside a :func:`cache` block every sweep a runner runs keeps its chunks in a sweep folder of the
+cache (:func:`asyncsim.sweep.run_sweep` with ``out=``: verified on read, resumable), and every
+experiment result is kept there too (:func:`asyncsim.experiments.result.conduct`), both keyed by a
+fingerprint of what defines them and of the source code of ``asyncsim`` and ``theory``: a second
+command on the same folder computes nothing it already has, and a changed library computes anew.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+import asyncsim
+import theory
+from asyncsim._fingerprint import fingerprint
 from asyncsim._rng import stream
 from asyncsim._validate import check_int, check_rng
 from asyncsim.sweep import Sweep, SweepResult, _init_pool_worker, run_sweep
 
-__all__ = ["Once", "Runner", "concurrently", "root_seed", "runner", "stream_of"]
+__all__ = [
+    "Once",
+    "Runner",
+    "cache",
+    "cache_folder",
+    "cache_key",
+    "concurrently",
+    "root_seed",
+    "runner",
+    "stream_of",
+]
 
 
 class Runner:
@@ -38,7 +60,9 @@ class Runner:
         self.threads = None if executor is None else ThreadPoolExecutor(32)
 
     def sweep(self, sweep: Sweep) -> SweepResult:
-        return run_sweep(sweep, executor=self.executor, progress=self.progress)
+        """Run ``sweep``, in a folder of the active :func:`cache` when there is one."""
+        out = _sweep_folder(sweep)
+        return run_sweep(sweep, out, executor=self.executor, progress=self.progress)
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
         """``fn(*args)`` as a future: queued on the executor, or run now in this process."""
@@ -132,3 +156,79 @@ class Once:
                 self._value = self._compute(executor)
                 self._done = True
         return self._value
+
+
+# ------------------------------------------------------------------------------------------ cache
+class _Active:
+    """The folder of the :func:`cache` block in force (None outside one), for every thread."""
+
+    folder: Path | None = None
+    lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def cache(folder: str | Path | None) -> Iterator[Path | None]:
+    """Within the block, keep sweeps and experiment results in ``folder`` (None: no cache) and take
+    them from there when their fingerprint matches (module docstring). One block at a time per
+    process; the threads of :func:`concurrently` see it. Results are pickles: use a folder only this
+    library writes."""
+    with _Active.lock:
+        if _Active.folder is not None:
+            raise RuntimeError(f"a cache block is already active ({_Active.folder})")
+        _Active.folder = None if folder is None else Path(folder)
+    try:
+        yield _Active.folder
+    finally:
+        _Active.folder = None
+
+
+def cache_folder() -> Path | None:
+    """The folder of the active :func:`cache` block, or None."""
+    return _Active.folder
+
+
+_ABOVE = ("figures", "cli.py", "torch.py", "optax.py")
+"""The parts of asyncsim above the experiments (drawing, commands, adapters): no result depends on
+them, so editing them keeps the cache."""
+
+
+@functools.cache
+def source_version() -> str:
+    """SHA-256 of the source files of ``theory`` and of ``asyncsim`` up to the experiments (paths
+    and contents)."""
+    digest = hashlib.sha256()
+    for package in (asyncsim, theory):
+        top = Path(package.__file__).parent
+        for path in sorted(top.rglob("*.py")):
+            if package is asyncsim and path.relative_to(top).parts[0] in _ABOVE:
+                continue
+            digest.update(str(path.relative_to(top.parent)).encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def cache_key(description: Any) -> str | None:
+    """The key of ``description`` in the active cache: the fingerprint of it and of the source
+    (:func:`source_version`); None without a cache, or when something in it has no fingerprint (a
+    lambda, an open file): that work is then done anew every time."""
+    if _Active.folder is None:
+        return None
+    try:
+        return fingerprint({"what": description, "source": source_version()}, "cached")
+    except TypeError:
+        return None
+
+
+def _sweep_folder(sweep: Sweep) -> Path | None:
+    """The sweep's folder in the active cache, or None (no cache, or no fingerprint)."""
+    folder = _Active.folder
+    if folder is None:
+        return None
+    try:
+        key = cache_key(sweep.to_json())
+    except TypeError:  # a part of the sweep without a fingerprint
+        return None
+    if key is None:
+        return None
+    name = "".join(c if c.isalnum() or c in "-_" else "_" for c in sweep.problem_name)
+    return folder / "sweeps" / f"{name}-{key[:20]}"

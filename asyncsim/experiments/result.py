@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import pickle
+import warnings
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from asyncsim._rng import SeedRecord
-from asyncsim.experiments._schedule import root_seed, runner
+from asyncsim.experiments._schedule import cache_folder, cache_key, root_seed, runner
+from asyncsim.sweep import StoreWarning
 
-__all__ = ["ExperimentResult"]
+__all__ = ["ExperimentResult", "combine"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -97,7 +104,74 @@ def conduct(
     results computed elsewhere (such as a sweep two experiments share: they do not)."""
     root = root_seed(arguments["rng"])
     given = {key: arguments[key] for key in inputs}
+    common = {key: _resolved(arguments[key]) for key in shared}
+    key = cache_key([name, compute, settings, root, given, common])
+    cached = _load(name, key)
+    if cached is not None:
+        return cached
     with runner(arguments["jobs"], arguments["executor"], arguments["progress"]) as where:
-        data, raw = compute(settings, root, where, **given, **{k: arguments[k] for k in shared})
+        data, raw = compute(settings, root, where, **given, **common)
     config = settings | {key: label(value) for key, value in given.items()}
-    return ExperimentResult(name, data, config, SeedRecord(root), raw)
+    result = ExperimentResult(name, data, config, SeedRecord(root), raw)
+    _store(name, key, result)
+    return result
+
+
+def _resolved(value: Any) -> Any:
+    """A shared input as computed (a future's result), so that it can be fingerprinted."""
+    return value.result() if isinstance(value, Future) else value
+
+
+def _cache_path(name: str, key: str | None) -> Path | None:
+    folder = cache_folder()
+    if key is None or folder is None:
+        return None
+    return folder / "experiments" / f"{name}-{key[:20]}.pickle"
+
+
+def _load(name: str, key: str | None) -> ExperimentResult | None:
+    """The cached result under ``key`` in the active cache, or None; a file that is unreadable
+    or holds another key is named in a StoreWarning and computed again."""
+    path = _cache_path(name, key)
+    if path is None or not path.exists():
+        return None
+    try:
+        with path.open("rb") as handle:
+            stored = pickle.load(handle)
+        if stored["key"] != key or not isinstance(stored["result"], ExperimentResult):
+            raise ValueError("it holds another result")
+    except Exception as err:  # any unreadable file is recomputed, never used
+        warnings.warn(f"{path}: not a usable result ({err}); recomputing it", StoreWarning, 3)
+        return None
+    return stored["result"]
+
+
+def _store(name: str, key: str | None, result: ExperimentResult) -> None:
+    """Write ``result`` under ``key`` into the active cache (atomic rename); nothing without one."""
+    path = _cache_path(name, key)
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        with tmp.open("wb") as handle:
+            pickle.dump({"key": key, "result": result}, handle)
+        os.replace(tmp, path)
+    except (pickle.PicklingError, TypeError, AttributeError):
+        pass  # a result pickle cannot take (a local class in it) is simply not kept
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def combine(name: str, parts: dict[str, ExperimentResult]) -> ExperimentResult:
+    """Several experiments of one root seed as one result: their tables stacked in the order of
+    ``parts`` (columns a part lacks are NaN), ``config`` and ``raw`` keyed by part."""
+    seeds = {str(part.seed) for part in parts.values()}
+    if len(seeds) != 1:
+        raise ValueError(f"parts must share one root seed, got seeds {sorted(seeds)}")
+    data = pd.concat([part.data for part in parts.values()], ignore_index=True)
+    first = next(iter(parts.values()))
+    config = {key: part.config for key, part in parts.items()}
+    raw = {key: part.raw for key, part in parts.items()}
+    return ExperimentResult(name, data, config, first.seed, raw)
