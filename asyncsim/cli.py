@@ -2,7 +2,7 @@
 
 Each subcommand is registered by one ``_add_<name>(subparsers)`` function listed in
 :data:`_COMMANDS`; it builds its parser and sets ``handler``, a function ``(args, parser) -> int``.
-To add ``run``, ``sweep`` or ``figures``, write such a pair and list it. Range checks live in
+To add a command, write such a pair and list it. Range checks live in
 argparse ``type=`` functions, so a malformed argument is a usage error (exit code 2) naming the
 argument, the value and the allowed range. The library never prints; this module does.
 """
@@ -10,6 +10,7 @@ argument, the value and the allowed range. The library never prints; this module
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -300,8 +301,11 @@ def _plot_pmf(trace: Trace, path: Path) -> None:
 
 # --------------------------------------------------------------------------- figures
 FIGURE_SCALES = ("quick", "full")
-"""Scales of ``asyncsim figures`` (:data:`asyncsim.figures.SCALES`; that module is imported only when
-the command runs, since it brings matplotlib and theory)."""
+"""Scales of ``asyncsim figures`` and ``claims`` (:data:`asyncsim.experiments.SCALES`; the experiments
+and figures are imported only when a command runs, since they bring matplotlib and theory)."""
+
+FIGURE_FORMATS = ("png", "pdf", "svg")
+"""Image formats of ``asyncsim figures`` (:data:`asyncsim.figures.FORMATS`)."""
 
 
 def _add_figures(subparsers: argparse._SubParsersAction) -> None:
@@ -312,7 +316,7 @@ def _add_figures(subparsers: argparse._SubParsersAction) -> None:
             "Compute the teaching figures (each claim measured in the simulator, the theory's "
             "prediction beside it) and write <name>.png and the data behind it, <name>.csv, per "
             "figure: staleness, momentum, penalty, robust_region, total_momentum, closed_loop, "
-            "tuners, groups."
+            "tuners, groups, real_asynchrony (the committed measurements of real lock-free SGD)."
         ),
     )
     sub.add_argument(
@@ -325,6 +329,18 @@ def _add_figures(subparsers: argparse._SubParsersAction) -> None:
     _add_run_options(sub, "figures", "about a minute")
     sub.add_argument(
         "--seed", type=_integer(0), default=0, help="root seed (default 0: the committed figures)"
+    )
+    sub.add_argument(
+        "--format",
+        choices=FIGURE_FORMATS,
+        default="png",
+        help="image format (default png)",
+    )
+    sub.add_argument(
+        "--dpi",
+        type=_real("a number in [50, 1200]", lambda x: 50 <= x <= 1200),
+        default=None,
+        help="resolution of a PNG in dots per inch (default: the style's 150)",
     )
     sub.set_defaults(handler=_figures, command_parser=sub)
 
@@ -349,6 +365,13 @@ def _add_run_options(sub: argparse.ArgumentParser, folder: str, quick_time: str)
         default=_available_cpus(),
         help="worker processes (default: the CPUs available, here %(default)s)",
     )
+    sub.add_argument(
+        "--no-cache",
+        dest="cache",
+        action="store_false",
+        help="compute everything anew (default: reuse the sweeps and experiment results kept in "
+        "OUT/.cache by an earlier figures or claims run of the same code and seed)",
+    )
 
 
 def _available_cpus() -> int:
@@ -368,13 +391,21 @@ def _figures(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         flush=True,
     )
     elapsed = 0.0
-    for name, result, elapsed in make_figures(
-        names, scale=args.scale, rng=args.seed, jobs=args.jobs
-    ):
-        png, csv = result.save(args.out, name)
-        print(f"  {elapsed:7.1f} s  {png}  {csv}", flush=True)
+    with _cache(args):
+        for _name, result, elapsed in make_figures(
+            names, scale=args.scale, rng=args.seed, jobs=args.jobs
+        ):
+            image, csv = result.save(args.out, format=args.format, dpi=args.dpi)
+            print(f"  {elapsed:7.1f} s  {image}  {csv}", flush=True)
     print(f"done in {elapsed:.1f} s")
     return 0
+
+
+def _cache(args: argparse.Namespace) -> contextlib.AbstractContextManager:
+    """The experiments' cache in ``OUT/.cache`` (none with ``--no-cache``)."""
+    from asyncsim.experiments import cache
+
+    return cache(args.out / ".cache" if args.cache else None)
 
 
 # --------------------------------------------------------------------------- claims
@@ -419,11 +450,13 @@ def _claims(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         flush=True,
     )
     rows = []
-    for row in check_claims(scale=args.scale, roots=args.seeds, only=args.only, jobs=args.jobs):
-        rows.append(row)
-        print(
-            f"  {row['verdict']:<10} {row['id']}: {row['measured']} {row['interval']}", flush=True
-        )
+    with _cache(args):
+        for row in check_claims(scale=args.scale, roots=args.seeds, only=args.only, jobs=args.jobs):
+            rows.append(row)
+            print(
+                f"  {row['verdict']:<10} {row['id']}: {row['measured']} {row['interval']}",
+                flush=True,
+            )
     args.out.mkdir(parents=True, exist_ok=True)
     to_frame(rows).to_csv(args.out / "claims.csv", index=False)
     (args.out / "claims.md").write_text(to_markdown(rows))
@@ -431,10 +464,340 @@ def _claims(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- mitigations
+def _add_mitigations(subparsers: argparse._SubParsersAction) -> None:
+    sub = subparsers.add_parser(
+        "mitigations",
+        help="the staleness-mitigation bench: every method tuned, on the same traces",
+        description=(
+            "Run the staleness-mitigation bench (asyncsim.experiments.mitigations): asynchronous "
+            "SGD, heavy ball, staleness-aware steps, DC-ASGD, Gap-Aware, delay-adaptive steps, "
+            "Ringmaster, FedBuff, FedAsync, DANA, Adam and YellowFin (open and closed loop), each "
+            "tuned, on common staleness traces and noise, under exponential and uniform [0.9, 1.1] "
+            "compute. Writes mitigations.csv (the table), mitigations.md (the table, each cell's "
+            "winner and where the ranking changes between the regimes) and mitigations.png."
+        ),
+    )
+    sub.add_argument(
+        "--method",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="bench only this method (repeatable; async SGD, the baseline, is always in)",
+    )
+    sub.add_argument(
+        "--problem",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="only this problem: nq50, digits-mlp or least-squares (repeatable; default: the scale's)",
+    )
+    _add_run_options(sub, "mitigations", "under ten minutes")
+    sub.add_argument(
+        "--seed", type=_integer(0), default=0, help="root seed (default 0: the committed bench)"
+    )
+    sub.set_defaults(handler=_mitigations, command_parser=sub)
+
+
+def _mitigations(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from asyncsim.experiments.mitigations import mitigations, summary_markdown
+    from asyncsim.figures import FigureResult
+    from asyncsim.figures.mitigations import make_mitigations
+    from asyncsim.mitigations import METHODS
+
+    for name in args.method or ():
+        if name not in METHODS:
+            parser.error(f"argument --method: must be one of {', '.join(METHODS)}; got {name}")
+    for name in args.problem or ():
+        if name not in MITIGATION_PROBLEMS:
+            parser.error(
+                f"argument --problem: must be one of {', '.join(MITIGATION_PROBLEMS)}; got {name}"
+            )
+    print(
+        f"asyncsim mitigations: scale {args.scale}, seed {args.seed}, {args.jobs} job(s), into "
+        f"{args.out}/",
+        flush=True,
+    )
+    with _cache(args):
+        result = mitigations(
+            args.problem,
+            methods=args.method,
+            scale=args.scale,
+            rng=args.seed,
+            jobs=args.jobs,
+            progress=False,  # thousands of one-step-size sweeps: no bar each
+        )
+    drawn = FigureResult(make_mitigations(result), result, "mitigations", args.scale)
+    image, csv = drawn.save(args.out)
+    summary = args.out / "mitigations.md"
+    summary.write_text(summary_markdown(result))
+    print(f"wrote {csv}, {summary} and {image}")
+    return 0
+
+
+MITIGATION_PROBLEMS = ("nq50", "digits-mlp", "least-squares")
+"""Problems ``asyncsim mitigations --problem`` knows."""
+
+
+# --------------------------------------------------------------------------- run
+RUN_PROBLEMS = ("nq50", "q10", "digits-mlp")
+"""Reference problems of ``asyncsim run``."""
+
+RUN_OPTIMIZERS = ("heavy_ball", "nesterov", "adam", "yellowfin")
+"""Optimizers of ``asyncsim run`` (:data:`asyncsim.sweep.OPTIMIZERS`)."""
+
+
+def _add_run(subparsers: argparse._SubParsersAction) -> None:
+    sub = subparsers.add_parser(
+        "run",
+        help="run one configuration and measure it",
+        description=(
+            "Run one optimizer on a reference problem with M asynchronous workers (cluster event "
+            "traces, exponential compute times) and print the updates to the problem's loss "
+            "target, the final loss and the measured total momentum (the worker-local estimate, "
+            "median over the last two thirds of the run) beside 1 - (1 - μ)/M."
+        ),
+    )
+    sub.add_argument("--problem", choices=RUN_PROBLEMS, default="nq50", help="default nq50")
+    sub.add_argument(
+        "--optimizer", choices=RUN_OPTIMIZERS, default="heavy_ball", help="default heavy_ball"
+    )
+    sub.add_argument("--workers", type=_integer(1), default=8, help="workers M (default 8)")
+    sub.add_argument(
+        "--mode", choices=("async", "sync"), default="async", help="execution mode (default async)"
+    )
+    sub.add_argument("--lr", type=_positive, default=0.05, help="step size α > 0 (default 0.05)")
+    sub.add_argument(
+        "--momentum",
+        type=_real("a number in (-1, 1)", lambda x: -1 < x < 1),
+        default=0.0,
+        help="explicit momentum μ in (-1, 1) (default 0; YellowFin: its starting μ)",
+    )
+    sub.add_argument("--steps", type=_integer(1), default=3000, help="updates (default 3000)")
+    sub.add_argument("--seed", type=_integer(0), default=0, help="root seed (default 0)")
+    sub.add_argument(
+        "--target",
+        type=_positive,
+        default=None,
+        help="loss target (default: the problem's, 1e-3 of the initial loss for nq50)",
+    )
+    sub.set_defaults(handler=_run, command_parser=sub)
+
+
+def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    import theory
+    from asyncsim._rng import stream
+    from asyncsim.engine import run
+    from asyncsim.measure import iterations_to_target
+    from asyncsim.problems import make_problem
+    from asyncsim.sweep import OPTIMIZERS
+
+    problem = make_problem(args.problem)
+    target = problem.target if args.target is None else args.target
+    config = ClusterConfig(args.workers, mode=args.mode)
+    trace = simulate(config, args.steps, rng=stream(args.seed, "trace"))
+    transform = OPTIMIZERS[args.optimizer](args.lr, args.momentum)
+    every = max(1, args.steps // 500)
+    history = run(
+        problem, transform, trace, args.steps, rng=stream(args.seed, "noise"), record_every=every
+    )
+    iterations = float(iterations_to_target(history, target)[0])
+    measured = _late_median(history.values.get("total_momentum"))
+    writers = 1 if args.mode == "sync" else args.workers
+    print(
+        f"asyncsim run: {args.problem}, {args.optimizer} (α = {args.lr:g}, μ = {args.momentum:g}), "
+        f"{args.workers} worker(s) {args.mode}, {args.steps} updates, seed {args.seed}"
+    )
+    reached = f"{iterations:.0f}" if np.isfinite(iterations) else "not reached"
+    print(f"iterations to target   {reached:>12}   (target loss {target:.4g})")
+    print(f"final loss             {float(history.loss[-1, 0]):12.4g}")
+    if history.diverged[0]:
+        print(f"diverged               at update {int(history.diverged_at[0])}")
+    applied = _late_median(history.values.get("momentum"))
+    note = "measured"
+    if np.isfinite(applied):
+        predicted = float(theory.total_momentum(applied, writers))
+        note += f"; 1 - (1 - μ)/M with μ = {applied:.4g} applied, M = {writers}: {predicted:.4f}"
+    print(f"total momentum         {measured:12.4f}   ({note})")
+    return 0
+
+
+def _late_median(values: np.ndarray | None) -> float:
+    """Median of a recorded column (R, 1) over its last two thirds, NaN ignored (NaN if none)."""
+    if values is None:
+        return float("nan")
+    late = values[len(values) // 3 :, 0]
+    late = late[np.isfinite(late)]
+    return float(np.median(late)) if late.size else float("nan")
+
+
+# --------------------------------------------------------------------------- sweep
+def _add_sweep(subparsers: argparse._SubParsersAction) -> None:
+    sub = subparsers.add_parser(
+        "sweep",
+        help="run a grid described in a TOML file; resumable",
+        description=(
+            "Run the grid a TOML file describes (problem, optimizer, workers, step sizes, momenta, "
+            "seeds; see examples/sweep.toml) and write the tidy table, one row per configuration "
+            "and seed, to OUT/results.csv. Each finished chunk is saved in OUT at once: run the "
+            "same command again after an interruption and it resumes where it stopped."
+        ),
+    )
+    sub.add_argument("config", type=Path, metavar="CONFIG.toml", help="the grid, in TOML")
+    sub.add_argument(
+        "--out", type=_output_folder, required=True, help="folder of the chunks and results.csv"
+    )
+    sub.add_argument(
+        "--jobs",
+        type=_integer(1),
+        default=_available_cpus(),
+        help="worker processes (default: the CPUs available, here %(default)s)",
+    )
+    sub.set_defaults(handler=_sweep, command_parser=sub)
+
+
+def _sweep(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from asyncsim.sweep import run_sweep
+    from asyncsim.sweep_config import ConfigError, read_sweep_config
+
+    try:
+        sweep = read_sweep_config(args.config)
+    except ConfigError as err:
+        parser.error(f"argument CONFIG.toml: {err}")
+    spec = args.out / "sweep.json"
+    if spec.exists() and spec.read_text() != sweep.to_json():
+        parser.error(f"argument --out: {args.out} holds another sweep's chunks; use another folder")
+    chunks = len(sweep.chunks())
+    print(f"asyncsim sweep: {args.config}: {chunks} chunk(s), {args.jobs} job(s), into {args.out}/")
+    try:
+        result = run_sweep(sweep, args.out, jobs=args.jobs)
+    except KeyboardInterrupt:
+        saved = len(list(args.out.glob("chunk-*.npz")))
+        print(f"interrupted: {saved} of {chunks} chunks saved; run the same command to resume")
+        return 130
+    table = result.to_frame()
+    table.insert(0, "optimizer", sweep.optimizer_name)
+    table.insert(0, "problem", sweep.problem_name)
+    path = args.out / "results.csv"
+    table.to_csv(path, index=False, float_format="%.10g")
+    best = result.best()
+    for p, (m, g) in enumerate(sweep.points()):
+        print(
+            f"  M = {m:3d}, g = {g:3d}: best α = {best['lr'][p]:g}, μ = {best['momentum'][p]:g}, "
+            f"median updates to target {best['iterations'][p]:g}"
+        )
+    print(f"wrote {path} ({len(table)} rows)")
+    return 0
+
+
+# --------------------------------------------------------------------------- hogwild
+def _add_hogwild(subparsers: argparse._SubParsersAction) -> None:
+    sub = subparsers.add_parser(
+        "hogwild",
+        help="run real lock-free SGD on this machine and hold the queueing model against it",
+        description=(
+            "Run lock-free asynchronous SGD (Hogwild!) with M worker processes over shared memory "
+            "on a reference problem (heavy ball), and print the measured staleness beside the "
+            "cluster model fitted to the measured times and the geometric law (1/M)(1 - 1/M)^l: "
+            "mean, variance, P(τ = 0), total-variation distance. Says how many cores the run had; "
+            "with more workers than cores the scheduler shapes the staleness. Not reproducible: "
+            "--seed fixes the gradient noise, not the interleaving."
+        ),
+    )
+    sub.add_argument(
+        "--workers", type=_integer(1), default=4, help="worker processes M (default 4)"
+    )
+    sub.add_argument("--updates", type=_integer(1), default=5000, help="writes (default 5000)")
+    sub.add_argument("--problem", choices=RUN_PROBLEMS, default="nq50", help="default nq50")
+    sub.add_argument("--lr", type=_positive, default=0.1, help="step size α > 0 (default 0.1)")
+    sub.add_argument(
+        "--momentum",
+        type=_real("a number in (-1, 1)", lambda x: -1 < x < 1),
+        default=0.0,
+        help="explicit momentum μ in (-1, 1) (default 0)",
+    )
+    sub.add_argument(
+        "--seed", type=_integer(0), default=None, help="gradient noise (default: fresh)"
+    )
+    sub.add_argument(
+        "--timeout", type=_positive, default=120.0, help="seconds the run may take (default 120)"
+    )
+    sub.add_argument("--out", type=_output_file(".csv"), default=None, help="save the trace (.csv)")
+    sub.add_argument(
+        "--plot",
+        type=_output_file(".png", ".pdf", ".svg"),
+        default=None,
+        help="save the measured pmf beside the fitted model's and the geometric law",
+    )
+    sub.set_defaults(handler=_hogwild, command_parser=sub)
+
+
+def _hogwild(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from asyncsim.experiments.real_asynchrony import NOT_REPRODUCIBLE, measured_staleness
+    from asyncsim.hogwild import HogwildError, SharedHeavyBall, available_cores, hogwild
+    from asyncsim.problems import make_problem
+
+    cores = available_cores()
+    shared = (
+        "oversubscribed: the scheduler time-slices them" if args.workers > cores else "one each"
+    )
+    print(
+        f"asyncsim hogwild: {args.workers} worker process(es) on {cores} core(s) ({shared}); "
+        f"{args.problem}, heavy ball α = {args.lr:g}, μ = {args.momentum:g}, {args.updates} updates",
+        flush=True,
+    )
+    try:
+        result = hogwild(
+            make_problem(args.problem),
+            SharedHeavyBall(args.lr, args.momentum),
+            args.workers,
+            args.updates,
+            rng=args.seed,
+            timeout=args.timeout,
+        )
+    except KeyboardInterrupt:
+        print("interrupted: the workers are stopped and the shared memory released")
+        return 130
+    except HogwildError as err:
+        print(f"asyncsim hogwild: {err}", file=sys.stderr)
+        return 1
+    trace = result.trace
+    print(
+        f"{len(trace)} updates in {result.elapsed:.3f} s ({len(trace) / result.elapsed:.0f} per s)"
+        f"{', stopped at the timeout' if result.timed_out else ''}"
+        f"{', diverged' if result.diverged else ''}; loss {result.loss[0]:.4g} -> "
+        f"{result.loss[-1]:.4g}; seed {trace.seed}"
+    )
+    print(f"note: {NOT_REPRODUCIBLE.split(';')[0]}")
+    if args.out is not None:
+        print(f"trace saved to {result.save(args.out)}")
+    try:
+        laws = measured_staleness(trace, cores=cores, rng=args.seed)
+    except ValueError as err:  # a worker that never wrote: no model to fit
+        print(f"no fitted model: {err}")
+        return 0
+    print("\n  law          mean    variance   P(τ = 0)   TV distance to measured / geometric")
+    for row in laws.data[laws.data["part"] == "staleness"].itertuples():
+        print(
+            f"  {row.source:<9} {row.mean:7.3f} {row.variance:11.3f} {row.p_zero:10.4f}"
+            f"   {row.tv_measured:.4f} / {row.tv_geometric:.4f}"
+        )
+    if args.plot is not None:
+        from asyncsim.figures.real_asynchrony import make_measured_staleness
+
+        make_measured_staleness(laws).savefig(args.plot)
+        print(f"pmf plot saved to {args.plot}")
+    return 0
+
+
 _COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     _add_staleness,
+    _add_run,
+    _add_sweep,
     _add_figures,
     _add_claims,
+    _add_mitigations,
+    _add_hogwild,
 )
 """Subcommand registrars, in the order of ``asyncsim --help``."""
 

@@ -33,9 +33,9 @@ LAYERS: dict[int, tuple[str, ...]] = {
     1: ("distributions", "trace"),
     2: ("cluster", "problems", "optim", "measure"),
     3: ("yellowfin", "mitigations", "engine", "hogwild"),
-    4: ("sweep", "comparisons"),
+    4: ("sweep", "comparisons", "sweep_config"),
     5: ("experiments",),
-    6: ("figures", "torch", "optax"),
+    6: ("figures", "torch", "torch_cnn", "optax"),
     7: ("cli",),
 }
 #: The first layer that may import ``theory``: the experiments, and figures and the CLI above them.

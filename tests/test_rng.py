@@ -133,10 +133,10 @@ def test_adding_a_figure_changes_no_existing_result(monkeypatch) -> None:
     keyed by the figure's name, not by its place among the figures)."""
     import asyncsim.figures as figures
 
-    before = figures.make_staleness(scale="quick", rng=5).data
+    before = figures.figure("staleness", scale="quick", rng=5).data
     extra = "aaa_new_figure"
-    monkeypatch.setattr(figures, "_COMPUTE", {extra: None} | figures._COMPUTE)
-    after = figures.make_staleness(scale="quick", rng=5).data
+    monkeypatch.setattr(figures, "FIGURES", {extra: None} | figures.FIGURES)
+    after = figures.figure("staleness", scale="quick", rng=5).data
     pd.testing.assert_frame_equal(before, after)
-    other_root = figures.make_staleness(scale="quick", rng=6).data
+    other_root = figures.figure("staleness", scale="quick", rng=6).data
     assert not before["empirical"].equals(other_root["empirical"])

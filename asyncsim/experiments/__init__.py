@@ -22,21 +22,26 @@ function                    claim
 :func:`tuners`              YellowFin against grid-tuned momentum SGD and Adam
 :func:`compute_groups`      hardware against statistical efficiency of compute groups
 :func:`momentum_against_variability`  implicit and best explicit μ as compute times grow regular
+:func:`real_asynchrony`     real lock-free SGD on this machine against the queueing model (replayed)
+:func:`cnn_real_asynchrony` real lock-free torch runs on the digits CNN: total momentum (replayed)
+:func:`mitigations`         one bench of staleness mitigations on common traces, two staleness regimes
 ==========================  ========================================================================
 
 Several experiments share one process pool through :func:`concurrently`
 (:mod:`asyncsim.experiments._schedule` says how the work is queued).
 """
 
-from asyncsim.experiments._schedule import Once, concurrently, root_seed
+from asyncsim.experiments._schedule import Once, cache, concurrently, root_seed
 from asyncsim.experiments.adam import adam_beta1
 from asyncsim.experiments.closed_loop import closed_loop
+from asyncsim.experiments.cnn_real_asynchrony import cnn_real_asynchrony
 from asyncsim.experiments.expected_dynamics import (
     implicit_momentum_equivalence,
     mean_iterate_momentum,
 )
 from asyncsim.experiments.group_conventions import groups_papers_convention
 from asyncsim.experiments.groups import compute_groups
+from asyncsim.experiments.mitigations import mitigations
 from asyncsim.experiments.momentum import (
     TUNINGS,
     best_momentum,
@@ -45,7 +50,8 @@ from asyncsim.experiments.momentum import (
     single_run_momentum,
 )
 from asyncsim.experiments.nonconvex import LogPeriodicCurvature, robust_region_nonconvex
-from asyncsim.experiments.result import ExperimentResult
+from asyncsim.experiments.real_asynchrony import real_asynchrony
+from asyncsim.experiments.result import ExperimentResult, combine
 from asyncsim.experiments.robust_region import robust_region
 from asyncsim.experiments.settings import GROUP_SETTINGS, MU_GRID, NEAR_OPTIMAL, SCALES, settings
 from asyncsim.experiments.staleness import staleness_law
@@ -64,15 +70,20 @@ __all__ = [
     "Once",
     "adam_beta1",
     "best_momentum",
+    "cache",
     "closed_loop",
+    "cnn_real_asynchrony",
+    "combine",
     "compute_groups",
     "concurrently",
     "groups_papers_convention",
     "implicit_momentum_equivalence",
     "mean_iterate_momentum",
+    "mitigations",
     "momentum_against_variability",
     "momentum_sweep",
     "penalty",
+    "real_asynchrony",
     "robust_region",
     "robust_region_nonconvex",
     "root_seed",
