@@ -281,7 +281,7 @@ _SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
 }
 
 TUNER_VARIANTS: tuple[tuple[str, dict[str, Any]], ...] = (
-    ("YellowFin (paper, α₀ = 1)", {}),
+    ("YellowFin (paper, α₀ = 1)", {"lr_init": 1.0}),
     ("YellowFin (paper, α₀ = 1e-4)", {"lr_init": 1e-4}),
 )
 """YellowFin settings of the tuners experiment: (label, options of
