@@ -17,6 +17,7 @@ from asyncsim.experiments.mitigations import (
     BASELINE,
     SETTINGS,
     _cell,
+    _speedup,
     ranking_changes,
     summary_markdown,
     winners,
@@ -91,7 +92,8 @@ def test_the_cell_summary_by_hand() -> None:
             for seed, value in enumerate(per_lr):
                 rows.append(
                     {"problem": "p", "regime": "r", "workers": 4, "method": method, "value": "",
-                     "lr": lr, "seed": seed, "iterations": value, "time": value / 4}
+                     "lr": lr, "seed": seed, "iterations": value, "time": value / 4,
+                     "budget": 1000}
                 )  # fmt: skip
     resamples = np.array([[0, 1, 2, 3], [0, 0, 0, 0]])
     cell = _cell(pd.DataFrame(rows), resamples).set_index("method")
@@ -104,6 +106,14 @@ def test_the_cell_summary_by_hand() -> None:
     assert cell.loc["dana", "speedup_low"] == 90 / 40
     assert cell.loc["dana", "speedup_high"] == 250 / 65
     assert cell.loc["dana", "rank"] == 1 and cell.loc[BASELINE, "rank"] == 2
+
+
+def test_a_baseline_that_never_met_the_target_gives_lower_bounds() -> None:
+    baseline, method = (
+        np.array([np.inf, 100.0, np.inf, 100.0]),
+        np.array([50.0, np.inf, np.inf, 50.0]),
+    )
+    np.testing.assert_array_equal(_speedup(baseline, method, 1000), [20.0, 0.0, np.nan, 2.0])
 
 
 def test_the_report_names_each_cells_winner_and_the_regime_changes(bench) -> None:

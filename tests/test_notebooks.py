@@ -246,13 +246,13 @@ def test_runs_at_small_scale(path: Path, tmp_path: Path, monkeypatch: pytest.Mon
     _execute(nb, tmp_path)
 
 
-def _execute(nb: nbformat.NotebookNode, tmp_path: Path) -> None:
+def _execute(nb: nbformat.NotebookNode, tmp_path: Path, timeout: int = CELL_TIMEOUT) -> None:
     """Run ``nb`` in ``tmp_path``; check that it wrote nothing into the repository and printed no
     RuntimeWarning."""
     before = _repo_state()
     client = NotebookClient(
         nb,
-        timeout=CELL_TIMEOUT,
+        timeout=timeout,
         kernel_name="python3",
         kernel_manager_class=_ThisInterpreterKernel,
         resources={"metadata": {"path": str(tmp_path)}},  # the kernel's working directory
@@ -280,7 +280,8 @@ def test_the_explorer_builds_its_sliders(tmp_path: Path, monkeypatch: pytest.Mon
     nb = _read(NOTEBOOK_DIR / "07-explorer.ipynb")
     monkeypatch.setenv(SCALE_VARIABLE, "small")
     monkeypatch.setenv(WIDGETS_VARIABLE, "on")
-    _execute(nb, tmp_path)
+    # 10 s alone; once seen to stall with an idle kernel late in a full run: fail in minutes, not 10
+    _execute(nb, tmp_path, timeout=180)
     views = [
         out
         for cell in _code_cells(nb)
