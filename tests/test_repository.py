@@ -27,8 +27,8 @@ URL = re.compile(r"[a-z]+://\S+")
 OUTSIDE = "../" + "shared"
 OLD_THEORY = "theory" + ".md"
 OLD_SPEC = "spec/" + "yellowfin.md"
-#: Names of files the library writes, which are not documents to find in the repository.
-WRITTEN = {"sweep.json"}  # a sweep folder's manifest
+#: Names of files the library or a test writes, which are not documents to find in the repository.
+WRITTEN = {"sweep.json", "probe.ipynb"}  # a sweep folder's manifest; a test's notebook in tmp_path
 
 
 def _repository_files() -> list[Path]:
