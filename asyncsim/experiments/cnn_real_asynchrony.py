@@ -25,10 +25,8 @@ Random streams
 
 from __future__ import annotations
 
-import hashlib
 import json
 from concurrent.futures import Executor
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +36,7 @@ import pandas as pd
 import theory
 from asyncsim._validate import check_choice
 from asyncsim.experiments._schedule import Runner, stream_of
+from asyncsim.experiments.real_asynchrony import measurement_folder, recording_settings
 from asyncsim.experiments.result import ExperimentResult, conduct, documented
 from asyncsim.experiments.settings import SCALES
 
@@ -49,37 +48,17 @@ FILES = ("cnn_runs.csv", "cnn_measured.json")
 ESTIMATORS = {"meter": "meter_total_momentum", "pooled": "total_momentum"}
 """The two readings of a run's total momentum and their columns in the runs table."""
 
-NOT_REPRODUCIBLE = (
-    "real runs are not reproducible from a seed: the operating system's scheduler interleaves the "
-    "workers, and other work on the machine shapes it; these results replay the measurements "
-    "committed in asyncsim/data/"
-)
-
-
-def _folder(folder: str | Path | None) -> Path:
-    return Path(folder) if folder is not None else Path(str(resources.files("asyncsim") / "data"))
-
 
 def load_cnn_runs(folder: str | Path | None = None) -> pd.DataFrame:
     """The committed table of real CNN runs (``cnn_runs.csv``, one row per run:
     :func:`asyncsim.torch_cnn.cnn_run_summary`'s columns and ``run``); ``folder`` reads another
     recording (default: the package's)."""
-    return pd.read_csv(_folder(folder) / FILES[0])
+    return pd.read_csv(measurement_folder(folder) / FILES[0])
 
 
 def load_cnn_metadata(folder: str | Path | None = None) -> dict[str, Any]:
     """How and where the committed CNN runs were recorded (``cnn_measured.json``)."""
-    return json.loads((_folder(folder) / FILES[1]).read_text())
-
-
-def _digest(folder: str | Path | None) -> str:
-    """SHA-256 (first 16 hex digits) of the measurement files: it enters the settings, so a result
-    cache sees a new recording."""
-    digest = hashlib.sha256()
-    for name in FILES:
-        digest.update(name.encode())
-        digest.update((_folder(folder) / name).read_bytes())
-    return digest.hexdigest()[:16]
+    return json.loads((measurement_folder(folder) / FILES[1]).read_text())
 
 
 @documented
@@ -111,13 +90,7 @@ def cnn_real_asynchrony(
     arguments = dict(locals())
     check_choice("scale", scale, SCALES)
     metadata = load_cnn_metadata(folder)
-    s = {
-        "cores": metadata["cores"],
-        "recording": metadata["settings"],
-        "measurements": _digest(folder),
-        "folder": None if folder is None else str(folder),
-        "note": NOT_REPRODUCIBLE,
-    }
+    s = recording_settings(metadata, FILES, folder)
     return conduct("cnn_real_asynchrony", _compute, s, arguments)
 
 

@@ -118,15 +118,35 @@ NOT_REPRODUCIBLE = (
 
 
 # ------------------------------------------------------------------------------------------ data
-def _data_folder() -> Path:
-    return Path(str(resources.files("asyncsim") / DATA))
+def measurement_folder(folder: str | Path | None = None) -> Path:
+    """``folder``, or the package's folder of committed measurements."""
+    return Path(folder) if folder is not None else Path(str(resources.files("asyncsim") / DATA))
+
+
+def recording_settings(
+    metadata: dict[str, Any], names: Sequence[str], folder: str | Path | None
+) -> dict[str, Any]:
+    """What a replay of committed measurements depends on: the recording's cores and settings, a
+    SHA-256 (first 16 hex digits) of the files ``names`` (so a result cache sees a new recording),
+    the folder, and the note that real runs are not reproducible from a seed."""
+    digest = hashlib.sha256()
+    for name in names:
+        digest.update(name.encode())
+        digest.update((measurement_folder(folder) / name).read_bytes())
+    return {
+        "cores": metadata["cores"],
+        "recording": metadata["settings"],
+        "measurements": digest.hexdigest()[:16],
+        "folder": None if folder is None else str(folder),
+        "note": NOT_REPRODUCIBLE,
+    }
 
 
 def measured_trace(workers: int, folder: str | Path | None = None) -> Trace:
     """The committed measured trace of ``workers`` lock-free workers (``measured_m{M}.csv``), origin
     ``"measured"``; ``folder`` reads another recording (default: the package's)."""
     m = check_int("workers", workers, low=1)
-    path = Path(folder or _data_folder()) / f"measured_m{m}.csv"
+    path = measurement_folder(folder) / f"measured_m{m}.csv"
     if not path.exists():
         recorded = ", ".join(str(w) for w in load_metadata(folder)["workers"])
         raise ValueError(f"workers must be one of the recorded worker counts {recorded}; got {m}")
@@ -138,23 +158,13 @@ def measured_trace(workers: int, folder: str | Path | None = None) -> Trace:
 def load_runs(folder: str | Path | None = None) -> pd.DataFrame:
     """The committed table of repeated real runs (``measured_runs.csv``): one row per run
     (:func:`run_summary`'s columns)."""
-    return pd.read_csv(Path(folder or _data_folder()) / "measured_runs.csv")
+    return pd.read_csv(measurement_folder(folder) / "measured_runs.csv")
 
 
 def load_metadata(folder: str | Path | None = None) -> dict[str, Any]:
     """How and where the committed measurements were recorded (``measured.json``): machine, cores,
     settings, date, load."""
-    return json.loads((Path(folder or _data_folder()) / "measured.json").read_text())
-
-
-def _digest(folder: str | Path | None) -> str:
-    """SHA-256 (first 16 hex digits) of the measurement files: it enters the settings, so a result
-    cache sees a new recording."""
-    digest = hashlib.sha256()
-    for path in sorted(Path(folder or _data_folder()).glob("measured*")):
-        digest.update(path.name.encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
+    return json.loads((measurement_folder(folder) / "measured.json").read_text())
 
 
 # ------------------------------------------------------------------------------------------ fit
@@ -381,14 +391,9 @@ def real_asynchrony(
     chosen = tuple(metadata["workers"]) if workers is None else tuple(workers)
     for m in chosen:
         check_choice("workers", m, tuple(metadata["workers"]))
-    s = _settings(scale, replays=replays, simulated=simulated) | {
-        "workers": chosen,
-        "cores": metadata["cores"],
-        "recording": metadata["settings"],
-        "measurements": _digest(folder),
-        "folder": None if folder is None else str(folder),
-        "note": NOT_REPRODUCIBLE,
-    }
+    names = sorted(path.name for path in measurement_folder(folder).glob("measured*"))
+    s = _settings(scale, replays=replays, simulated=simulated) | {"workers": chosen}
+    s |= recording_settings(metadata, names, folder)
     return conduct("real_asynchrony", _compute, s, arguments)
 
 
