@@ -28,6 +28,8 @@ from asyncsim.distributions import (
     LogNormal,
     Uniform,
 )
+from asyncsim.problems import REFERENCE_PROBLEMS
+from asyncsim.sweep import OPTIMIZERS
 from asyncsim.trace import Trace
 
 __all__ = ["main"]
@@ -540,11 +542,11 @@ MITIGATION_PROBLEMS = ("nq50", "digits-mlp", "least-squares")
 
 
 # --------------------------------------------------------------------------- run
-RUN_PROBLEMS = ("nq50", "q10", "digits-mlp")
+RUN_PROBLEMS = REFERENCE_PROBLEMS
 """Reference problems of ``asyncsim run``."""
 
-RUN_OPTIMIZERS = ("heavy_ball", "nesterov", "adam", "yellowfin")
-"""Optimizers of ``asyncsim run`` (:data:`asyncsim.sweep.OPTIMIZERS`)."""
+RUN_OPTIMIZERS = tuple(OPTIMIZERS)
+"""Optimizers of ``asyncsim run``."""
 
 
 def _add_run(subparsers: argparse._SubParsersAction) -> None:

@@ -47,12 +47,12 @@ from asyncsim.distributions import (
     Uniform,
 )
 from asyncsim.optim import MOMENTUM, STEP_SIZE
-from asyncsim.problems import make_problem
+from asyncsim.problems import REFERENCE_PROBLEMS, make_problem
 from asyncsim.sweep import OPTIMIZERS, Sweep
 
 __all__ = ["COMPUTE_LAWS", "KEYS", "ConfigError", "read_sweep_config", "sweep_from_config"]
 
-PROBLEMS = ("nq50", "q10", "digits-mlp")
+PROBLEMS = REFERENCE_PROBLEMS
 """Reference problems a config may name."""
 
 KEYS: dict[str, str] = {
