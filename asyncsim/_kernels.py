@@ -446,18 +446,18 @@ def _blas_libraries() -> list:
 def _on_one_blas_thread(kernel: Callable) -> Callable:
     """``kernel`` run with BLAS on one thread. Its products are small, yet large enough that
     OpenBLAS splits some over threads that then mostly wait: on a loaded machine a CNN run spent
-    twice its CPU time so, and ran slower. Setting and restoring costs about 25 µs a call."""
+    twice its CPU time so, and ran slower. Setting and restoring costs about 25 µs a call, and
+    nothing where BLAS already runs one thread (a sweep's processes)."""
 
     @functools.wraps(kernel)
     def call(*args: Any) -> None:
-        libraries = _blas_libraries()
-        threads = [lib.num_threads for lib in libraries]
-        for lib in libraries:
+        threaded = [(lib, n) for lib in _blas_libraries() if (n := lib.num_threads) > 1]
+        for lib, _ in threaded:
             lib.set_num_threads(1)
         try:
             kernel(*args)
         finally:
-            for lib, n in zip(libraries, threads, strict=True):
+            for lib, n in threaded:
                 lib.set_num_threads(n)
 
     return call
