@@ -12,6 +12,7 @@ two figures in the fast tests and on every figure in the slow ones.
 from __future__ import annotations
 
 import pickle
+import shutil
 import struct
 import subprocess
 import sys
@@ -388,9 +389,12 @@ def test_every_figure_follows_the_drawing_rules(drawn: dict[str, FigureResult]) 
 
 
 @pytest.mark.slow
-def test_claims_after_figures_compute_nothing(quick: Path, monkeypatch, capsys) -> None:
-    """Every claim measured by an experiment of the figures, in the figures' folder: no experiment
-    runs and no sweep chunk is computed."""
+def test_claims_after_figures_compute_nothing(
+    quick: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    """Every claim measured by an experiment of the figures, in a folder holding the figures'
+    cache: no experiment runs and no sweep chunk is computed. (A copy of the cache, so that the
+    figures' folder keeps only what ``asyncsim figures`` wrote.)"""
     import asyncsim.sweep
 
     monkeypatch.setattr(asyncsim.experiments.result, "runner", refuse)
@@ -407,8 +411,9 @@ def test_claims_after_figures_compute_nothing(quick: Path, monkeypatch, capsys) 
         "groups-intermediate",
     ]
     only = [arg for claim in claims for arg in ("--only", claim)]
-    assert main(["claims", *only, "--out", str(quick), "--jobs", "1"]) == 0
-    table = pd.read_csv(quick / "claims.csv")
+    shutil.copytree(quick / ".cache", tmp_path / ".cache")
+    assert main(["claims", *only, "--out", str(tmp_path), "--jobs", "1"]) == 0
+    table = pd.read_csv(tmp_path / "claims.csv")
     assert sorted(table["id"]) == sorted(claims)
     capsys.readouterr()
 
