@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from threadpoolctl import threadpool_limits
 
 from asyncsim.cluster import ClusterConfig, simulate
@@ -238,7 +240,8 @@ def test_fused_kernel_equals_the_numpy_path_to_the_last_bit(monkeypatch, form, m
 @pytest.mark.parametrize("form", [heavy_ball, nesterov])
 @pytest.mark.parametrize("name", ["dense", "least-squares", "digits-mlp"])
 def test_fused_momentum_update_equals_the_numpy_path_to_the_last_bit(monkeypatch, form, name):
-    """The compiled momentum update after any problem's gradient, with one configuration diverging."""
+    """The compiled momentum update after any problem's gradient, with one configuration diverging:
+    bit for bit, but for the MLP, whose gradient kernel differs from NumPy's by rounding."""
     kernels = pytest.importorskip("asyncsim._kernels")
     if kernels.momentum_apply() is None:
         pytest.skip("numba unavailable (not installed, or ASYNCSIM_KERNELS=numpy): NumPy path only")
@@ -260,8 +263,15 @@ def test_fused_momentum_update_equals_the_numpy_path_to_the_last_bit(monkeypatch
         runs[path] = run(problem, transform, trace, 150, rng=[4, 5, 6], record_every=5)
     a, b = runs["numpy"], runs["numba"]
     assert a.diverged[2] or name == "digits-mlp"  # the MLP's softmax saturates rather than diverges
-    for field_name in ("loss", "final_params", "diverged_at"):
-        np.testing.assert_array_equal(getattr(b, field_name), getattr(a, field_name))
+    np.testing.assert_array_equal(b.diverged_at, a.diverged_at)
+    for field_name in ("loss", "final_params"):
+        if name == "digits-mlp":  # its kernels take e^x within 2 ulp of np.exp, and α = 1e4
+            # amplifies that over 150 steps (6e-11 measured): the 1e-9 of the reference histories
+            np.testing.assert_allclose(
+                getattr(b, field_name), getattr(a, field_name), rtol=1e-9, atol=1e-300
+            )
+        else:
+            np.testing.assert_array_equal(getattr(b, field_name), getattr(a, field_name))
 
 
 @pytest.mark.parametrize(
@@ -272,10 +282,10 @@ def test_network_kernels_equal_the_numpy_path(monkeypatch, network, minibatch) -
     """The compiled gradient and loss of the digits networks against their NumPy paths: own
     minibatches per configuration, one shared by all, unequal aggregation (zero-weighted samples),
     the full-data gradient, weights large enough that tanh and the softmax saturate, and the
-    evaluation loss. The MLP's kernels do the NumPy path's operations in its order (equal to the last
-    bit, with BLAS on one thread in both, as the kernels always run it and sweeps run the NumPy path:
-    a threaded product sums in another order); the CNN's sum its convolution in another order (rtol
-    1e-12)."""
+    evaluation loss. The kernels do the NumPy path's operations in its order (with BLAS on one thread
+    in both, as the kernels always run it: a threaded product sums in another order), except that
+    they take e^x from a vectorised polynomial within 2 ulp of ``np.exp``, and the CNN's sum its
+    convolution in another order: equal to rtol 1e-12."""
     kernels = pytest.importorskip("asyncsim._kernels")
     if kernels.mlp_gradient() is None:
         pytest.skip("numba unavailable (not installed, or ASYNCSIM_KERNELS=numpy): NumPy path only")
@@ -304,10 +314,49 @@ def test_network_kernels_equal_the_numpy_path(monkeypatch, network, minibatch) -
         with threadpool_limits(1):
             results[path] = evaluate()
     assert np.isfinite(results["numpy"]).all()
-    if network == "digits-mlp":
-        np.testing.assert_array_equal(results["numba"], results["numpy"])
-    else:
-        np.testing.assert_allclose(results["numba"], results["numpy"], rtol=1e-12, atol=1e-300)
+    np.testing.assert_allclose(results["numba"], results["numpy"], rtol=1e-12, atol=1e-300)
+
+
+def _compiled_exp() -> Any:
+    kernels = pytest.importorskip("asyncsim._kernels")
+    if kernels.mlp_losses() is None:
+        pytest.skip("numba unavailable (not installed, or ASYNCSIM_KERNELS=numpy): NumPy path only")
+    return kernels._exp
+
+
+def _ulps(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Distance in units in the last place between positive finite floats."""
+    return np.abs(a.view(np.int64) - b.view(np.int64))
+
+
+@given(st.lists(st.floats(-708.0, 709.782712893384, allow_nan=False), min_size=1, max_size=600))
+@settings(max_examples=200, deadline=None)
+def test_the_kernels_exp_is_within_two_ulp_of_numpy(values: list[float]) -> None:
+    """The networks' kernels take e^x from a vectorised polynomial: within 2 ulp of ``np.exp``
+    wherever e^x is a normal float, blocks of any length (the loop runs 256 values a pass)."""
+    exp = _compiled_exp()
+    x = np.array(values)
+    got = x.copy()
+    exp(got)
+    assert _ulps(got, np.exp(x)).max() <= 2
+
+
+def test_the_kernels_exp_at_the_ends_of_its_range() -> None:
+    """Overflow gives inf and NaN stays NaN, as ``np.exp``; below -708 (subnormal results) it gives
+    0, within 4e-308; the bulk of a fine grid equals ``np.exp`` to the last bit."""
+    exp = _compiled_exp()
+    edges = np.array([np.nan, np.inf, -np.inf, 709.79, 1e308, -708.1, -745.2, -1e308])
+    got = edges.copy()
+    exp(got)
+    with np.errstate(under="ignore", over="ignore"):
+        want = np.exp(edges)
+    np.testing.assert_array_equal(got[:5], want[:5])
+    assert (got[5:] == 0.0).all() and (want[5:] < 4e-308).all()
+    grid = np.linspace(-708.0, 709.78, 1_000_001)
+    got = grid.copy()
+    exp(got)
+    ulps = _ulps(got, np.exp(grid))
+    assert ulps.max() <= 2 and (ulps == 0).mean() > 0.5
 
 
 def write() -> None:
