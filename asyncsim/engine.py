@@ -291,6 +291,7 @@ def run(
     momentum_beta: float = 0.99,
     batch: int | None = None,
     stop_at: float | None = None,
+    stop_each: bool = False,
 ) -> History:
     """Run stale-gradient SGD for B configurations at once.
 
@@ -331,6 +332,14 @@ def run(
     stop_at : float or None
         Stop early, at a recorded step, once every configuration has diverged or has had a recorded
         loss at or below this value (the history then ends there); a finite number.
+    stop_each : bool
+        With ``stop_at``: stop each configuration on its own, at the first recorded step where its
+        loss is at or below ``stop_at`` or once it has diverged. It keeps its parameters from then,
+        its later rows repeat its row at the stop (``loss``, ``distance``, ``values``), and its
+        gradients and losses are no longer computed: a sweep that only needs where each
+        configuration stops pays for no step after it. The other configurations' histories are
+        those of a run without it (to rounding where a matrix product over fewer rows sums in
+        another order, as the dense quadratic's).
 
     Returns
     -------
@@ -352,6 +361,10 @@ def run(
     check_real("divergence_factor", divergence_factor, low=1.0, low_open=True)
     momentum_beta = check_real("momentum_beta", momentum_beta, low=0.0, high=1.0, high_open=True)
     stop_at = check_real("stop_at", stop_at, optional=True)
+    if not isinstance(stop_each, bool):
+        raise TypeError(f"stop_each must be a bool, got {type(stop_each).__name__}")
+    if stop_each and stop_at is None:
+        raise ValueError("stop_each=True needs stop_at: the loss at which a configuration stops")
     rng = check_rng("rng", rng, sequence=True)
     check_every = check_int("check_every", check_every, low=1)
     if record_every is not None:
@@ -390,6 +403,7 @@ def run(
         every=record_every,
         check_every=check_every,
         stop_at=stop_at,
+        stop_each=stop_each,
         record_params=record_params,
         clock=None if table is None else table.apply_time,
     )
@@ -421,6 +435,7 @@ def run(
         "estimate_momentum": estimate_momentum,
         "momentum_beta": momentum_beta,
         "stop_at": stop_at,
+        **({"stop_each": True} if stop_each else {}),  # histories stored before it stay readable
     }
     return History(
         **recorder.result(),
@@ -461,9 +476,10 @@ def _trace_loop(
     update = transform.update
     apply = _fused_update(transform, state, estimator)
     if apply is not None:
-        state, momentum_args = _momentum_arguments(transform, state, divergence.flags)
+        state, momentum_args = _momentum_arguments(transform, state, divergence.frozen)
     block, block_start, draw_at = None, 0, 0
     next_at = recorder.next_at
+    grads_of_live: np.ndarray | None = None  # (B, d): the live rows' gradients, once some stopped
     for t in range(steps):
         if t == draw_at:
             block, block_start = draw(draw_from, min(chunk, steps - t), k_max), t
@@ -471,7 +487,19 @@ def _trace_loop(
         cur = slots[version_slot[t]]
         read = read_slots[read_slot[t]] if shared else reads[read_slot[t], rows]
         noise = None if block is None else block[:, t - block_start]
-        grads = gradient(read, noise, n_aggregated[t])
+        live = divergence.live
+        if live is None:
+            grads = gradient(read, noise, n_aggregated[t])
+        else:  # the stopped rows keep stale gradients, which only their frozen rows see
+            if grads_of_live is None:
+                grads_of_live = np.zeros_like(read)
+            grads = grads_of_live
+            own_noise = noise is not None and noise.shape[0] == table.batch
+            grads[live] = gradient(
+                read[live],
+                noise[live] if own_noise else noise,
+                n_aggregated[t] if shared else n_aggregated[t][live],
+            )
         new = slots[version_slot[t + 1]]
         if apply is not None:  # the momentum update in one compiled pass
             apply(grads, cur, new, *momentum_args)
@@ -521,10 +549,10 @@ def _is_momentum(transform: GradientTransformation, state: Any) -> bool:
 
 
 def _momentum_arguments(
-    transform: GradientTransformation, state: MomentumState, flags: np.ndarray
+    transform: GradientTransformation, state: MomentumState, frozen: np.ndarray
 ) -> tuple[MomentumState, tuple]:
     """The state with a velocity the kernels update in place, and the kernels' momentum arguments:
-    lr (B,), momentum (B,), velocity (B, d), the divergence flags, and Nesterov's form or not."""
+    lr (B,), momentum (B,), velocity (B, d), the frozen configurations, and Nesterov's form or not."""
     b = state.velocity.shape[0]
 
     def column(value: Any) -> np.ndarray:
@@ -536,7 +564,7 @@ def _momentum_arguments(
         column(state.lr),
         column(state.momentum),
         velocity,
-        flags,
+        frozen,
         nesterov,
     )
 
@@ -587,8 +615,8 @@ def _fused_loop(
     read_slot = np.ascontiguousarray(version_slot[table.read_version].reshape(steps, -1))
     n_aggregated = table.n_aggregated.reshape(steps, -1)
     noise_factor = problem.noise / np.sqrt(n_aggregated)  # as the NumPy path: σ / √k
-    state, (lr, momentum, velocity, flags, nesterov) = _momentum_arguments(
-        transform, state, recorder.divergence.flags
+    state, (lr, momentum, velocity, frozen, nesterov) = _momentum_arguments(
+        transform, state, recorder.divergence.frozen
     )
     placeholder = np.zeros((1, 1, problem.dim))
     b, d = table.batch, problem.dim
@@ -609,13 +637,13 @@ def _fused_loop(
         if flat is not None:
             flat(
                 ring.reshape(ring.shape[0], b * d), version_slot, read_slot[:, 0], t, end,
-                *expanded, np.flatnonzero(flags), d, nesterov,
+                *expanded, np.flatnonzero(frozen), d, nesterov,
             )  # fmt: skip
         else:
             kernel(
                 ring, version_slot, read_slot, t, end, problem.curvatures, problem.w_star,
                 problem.shifted, block is not None, placeholder if block is None else block,
-                block_start, noise_factor, lr, momentum, velocity, flags, nesterov,
+                block_start, noise_factor, lr, momentum, velocity, frozen, nesterov,
             )  # fmt: skip
         t = end
         if t == next_at:
@@ -674,47 +702,66 @@ def _expected_ring(w0: np.ndarray, laws: list[StalenessLaw]) -> np.ndarray:
 
 # ------------------------------------------------------------------------------------------ recorder
 class _Divergence:
-    """Which configurations diverged, and at which step.
+    """Which configurations diverged, and at which step; which are frozen.
 
     ``check(t, w, state)`` evaluates ``loss(w)`` and flags, at step t, each configuration not yet
-    flagged whose loss is NaN or above ``bound`` (B,), or whose state records ``diverged``; it returns
-    the loss. ``freeze(updates)`` zeroes the updates of the flagged configurations, and
-    ``restore(new, cur)`` puts back their parameters after an update; ``any`` says whether there
-    are any (the loops call them only then).
+    frozen whose loss is NaN or above ``bound`` (B,), or whose state records ``diverged``; it returns
+    the loss. A flagged configuration is ``frozen``, as is one that :meth:`stop` stopped:
+    ``freeze(updates)`` zeroes their updates, and ``restore(new, cur)`` puts back their parameters
+    after an update; ``any`` says whether there are any (the loops call them only then). Once a
+    configuration is stopped, ``live`` lists those that are not frozen: the loops compute only their
+    gradients and ``check`` only their losses (the others keep their last).
     """
 
-    __slots__ = ("_loss", "any", "at", "bound", "flags")
+    __slots__ = ("_last", "_loss", "any", "at", "bound", "flags", "frozen", "live")
 
     def __init__(self, loss: Callable[[np.ndarray], np.ndarray], bound: np.ndarray) -> None:
         self._loss = loss
         self.bound = np.asarray(bound, dtype=np.float64)
         self.flags = np.zeros(self.bound.shape, dtype=bool)
+        self.frozen = np.zeros(self.bound.shape, dtype=bool)  # updated in place: kernels hold it
         self.at = np.full(self.bound.shape, -1, dtype=np.int64)
         self.any = False
+        self.live: np.ndarray | None = None
+        self._last = self.bound  # replaced by the first check's loss
 
     def check(
         self, t: int, w: np.ndarray, state: Any = None, values: Mapping[str, Any] | None = None
     ) -> np.ndarray:
         """``values``: the state's ``record_of``, where the caller has it already."""
-        loss = self._loss(w)
-        newly = ~self.flags & ~(loss <= self.bound)  # catches NaN
+        live = self.live
+        if live is None:
+            loss = self._loss(w)
+        else:
+            loss = self._last.copy()
+            loss[live] = self._loss(w[live])
+        self._last = loss
+        newly = ~self.frozen & ~(loss <= self.bound)  # catches NaN
         flagged = (record_of(state) if values is None else values).get("diverged")
         if flagged is not None:
-            newly |= ~self.flags & np.asarray(flagged, dtype=bool)
+            newly |= ~self.frozen & np.asarray(flagged, dtype=bool)
         if newly.any():
             self.flags[newly] = True
+            self.frozen[newly] = True
             self.at[newly] = t
             self.any = True
         return loss
 
+    def stop(self, stopped: np.ndarray) -> None:
+        """Freeze the configurations ``stopped`` (B,) too, and compute only the others from now."""
+        if (stopped & ~self.frozen).any():
+            self.frozen |= stopped
+            self.any = True
+            self.live = np.flatnonzero(~self.frozen)
+
     def freeze(self, updates: np.ndarray) -> np.ndarray:
-        return np.where(self.flags[:, None], 0.0, updates)
+        return np.where(self.frozen[:, None], 0.0, updates)
 
     def restore(self, new: np.ndarray, cur: np.ndarray) -> None:
-        """Give the flagged configurations of ``new`` their parameters ``cur`` back (in place): the
-        update ``freeze`` would have zeroed, at the cost of the flagged rows only."""
-        flags = self.flags
-        new[flags] = cur[flags]
+        """Give the frozen configurations of ``new`` their parameters ``cur`` back (in place): the
+        update ``freeze`` would have zeroed, at the cost of the frozen rows only."""
+        frozen = self.frozen
+        new[frozen] = cur[frozen]
 
 
 class _Recorder:
@@ -723,8 +770,10 @@ class _Recorder:
     The schedule is ``0, every, 2·every, …`` and always ``steps``. ``next_at`` is the next step
     after which the loop must call ``visit(t, w, state, estimator)``: a scheduled step (check
     divergence, record, and stop once every configuration has reached ``stop_at`` or diverged) or a
-    multiple of ``check_every`` (check divergence only). ``record`` appends one row;
-    ``result()`` gives the History fields it holds.
+    multiple of ``check_every`` (check divergence only). With ``stop_each``, a configuration that
+    has reached ``stop_at`` or diverged stops at once (:meth:`_Divergence.stop`), and its later rows
+    repeat its row at the stop. ``record`` appends one row; ``result()`` gives the History fields it
+    holds.
     """
 
     def __init__(
@@ -737,6 +786,7 @@ class _Recorder:
         every: int | None,
         check_every: int,
         stop_at: float | None = None,
+        stop_each: bool = False,
         record_params: bool = False,
         clock: np.ndarray | None = None,
     ) -> None:
@@ -746,7 +796,9 @@ class _Recorder:
         self._schedule = _record_steps(steps, every)
         self._check_every = check_every
         self._stop_at = stop_at
+        self._stop_each = stop_each
         self._reached = np.zeros(batch, dtype=bool)
+        self._held: np.ndarray | None = None  # the rows stopped at an earlier record
         self._record_params = record_params
         self._clock = clock
         rows = len(self._schedule)
@@ -797,6 +849,10 @@ class _Recorder:
             if column is None:
                 column = self._values[name] = np.empty_like(self._loss)
             column[i] = v  # broadcasts a scalar, converts a flag to float64
+        held = self._held
+        if held is not None:  # stopped rows repeat their values at the stop (their loss and
+            for column in self._values.values():  # distance are those of unchanged parameters)
+                np.copyto(column[i], column[i - 1], where=held)
         self._recorded += 1
         schedule = self._schedule
         self._record_at = schedule[self._recorded] if self._recorded < len(schedule) else -1
@@ -816,7 +872,11 @@ class _Recorder:
         if self._stop_at is None:
             return False
         self._reached |= loss <= self._stop_at
-        return bool((self._reached | self.divergence.flags).all())
+        stopped = self._reached | self.divergence.flags
+        if self._stop_each:
+            self.divergence.stop(stopped)
+            self._held = stopped
+        return bool(stopped.all())
 
     def _advance(self, t: int) -> None:
         """Set ``next_at`` after a visit of step t: the next scheduled step or check."""

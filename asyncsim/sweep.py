@@ -446,6 +446,7 @@ def run_chunk(sweep: Sweep, point: int, seed: int) -> dict[str, np.ndarray]:
         record_every=sweep.record_every,
         estimate_momentum=False,
         stop_at=stop_at,
+        stop_each=stop_at is not None,  # only each configuration's own stop is kept
     )
     its = iterations_to_target(history, target, ema=sweep.ema, metric=sweep.metric)
     final_loss, diverged = _at_own_stop(history, stop_at)

@@ -18,7 +18,9 @@ bandwidth bound (diagonal, noiseless) and of the GEMM floor (digits-mlp) is expl
 
 With ``--baseline COMMIT``, it times an nq50 sweep chunk (B = 256, common random numbers, recording
 every 2 steps) and a digits-mlp chunk at that commit (``git archive`` into a temporary folder, imported
-from there, which the child process asserts) and at the working tree, alternating, in fresh processes.
+from there, which the child process asserts) and at the working tree, alternating, in fresh processes;
+each as a sweep chunk runs at that commit (stopping each configuration on its own where the engine
+has ``stop_each``).
 
 One BLAS thread throughout (threadpoolctl); the second core is for a second process (a sweep runs one
 process per core). Medians over ``--repeats`` runs; ratios are what to read, absolute rates vary with the
@@ -347,7 +349,7 @@ def jax_section(batch: int, steps: int, repeats: int) -> None:
 
 # ------------------------------------------------------------------------------- baseline
 CHUNK = """
-import sys, time, statistics
+import inspect, sys, time, statistics
 import numpy as np
 from threadpoolctl import threadpool_limits
 import asyncsim
@@ -357,13 +359,16 @@ from asyncsim.optim import heavy_ball
 from asyncsim.problems import make_problem
 from asyncsim.trace import Trace
 
+# as a sweep chunk runs at each commit: each configuration stops on its own where the engine can
+EACH = {"stop_each": True} if "stop_each" in inspect.signature(run).parameters else {}
+
 def chunk(name, lrs, steps, every):
     lr, mu = (a.ravel()[:256] for a in np.meshgrid(lrs, np.linspace(-0.9, 0.9, 9), indexing="ij"))
     problem = make_problem(name)
     trace = Trace.geometric(8, steps, rng=1)
     seq = np.random.SeedSequence(3)  # common random numbers, as a sweep chunk
     return lambda: run(problem, heavy_ball(lr, mu), trace, steps, rng=[seq] * lr.size,
-                       record_every=every, estimate_momentum=False, stop_at=problem.target)
+                       record_every=every, estimate_momentum=False, stop_at=problem.target, **EACH)
 
 cases = {"nq50": chunk("nq50", 2.0 ** np.linspace(-6.5, -0.5, 29), 1200, 2),
          "digits-mlp": chunk("digits-mlp", 2.0 ** np.arange(-4, 3.01, 0.5), 400, 10)}

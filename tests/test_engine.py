@@ -416,3 +416,40 @@ def test_bad_input() -> None:
         run(nq, sgd(0.1), trace, 10, record_every=0)
     with pytest.raises(ValueError, match="pmf must sum to 1"):
         StalenessLaw(np.array([0.5, 0.4]))
+
+
+@pytest.mark.parametrize(
+    ("rotation", "optimizer"), [(None, "heavy_ball"), (3, "heavy_ball"), (3, "adam")]
+)
+def test_stop_each_leaves_every_configuration_its_history_up_to_its_stop(rotation, optimizer):
+    """Own noise streams, one trace per configuration: with ``stop_each``, each configuration's
+    rows equal the run without it up to its own stop (its first recorded loss at the target, or its
+    divergence), and repeat that row after it (diagonal: the fused kernel; dense: the NumPy loop
+    with the fused momentum update, or Adam's update)."""
+    problem = NoisyQuadratic(np.logspace(0, -2, 20), noise=0.01, rotation=rotation)
+    lrs = [0.02, 0.3, 1.0, 5.0]
+    transform = heavy_ball(lrs, 0.5) if optimizer == "heavy_ball" else adam([0.003, 0.03, 0.1, 3.0])
+    traces = [Trace.geometric(m, 600, rng=m) for m in (1, 2, 4, 8)]
+    target = 1e-3 * float(problem.loss(problem.init_params(1))[0])
+    common = {"rng": 7, "record_every": 5, "stop_at": target}
+    each = run(problem, transform, traces, 600, stop_each=True, **common)
+    whole = run(problem, transform, traces, 600, **common)
+    reached = whole.loss <= target
+    stop_row = np.where(
+        reached.any(axis=0),
+        reached.argmax(axis=0),
+        np.searchsorted(whole.steps, np.where(whole.diverged, whole.diverged_at, 10**9)),
+    )
+    assert each.steps.tolist() == whole.steps.tolist()
+    assert reached.any(axis=0).any() and (stop_row < len(whole.steps) - 1).any()
+    # a product with the dense Hessian over fewer rows may sum in another order: equal to rounding
+    rtol = 0.0 if rotation is None else 1e-12
+    for b, row in enumerate(stop_row):
+        end = min(row, len(whole.steps) - 1)
+        np.testing.assert_allclose(each.loss[: end + 1, b], whole.loss[: end + 1, b], rtol=rtol)
+        np.testing.assert_array_equal(each.loss[end:, b], each.loss[end, b])
+        for name, values in each.values.items():
+            np.testing.assert_allclose(
+                values[: end + 1, b], whole.values[name][: end + 1, b], rtol=rtol
+            )
+    np.testing.assert_array_equal(each.diverged, whole.diverged & ~reached.any(axis=0))

@@ -226,3 +226,58 @@ def test_run_stops_at_the_recorded_step_where_all_reached_the_target() -> None:
     assert hist.steps.tolist() == [0, 5, 10, 15]
     np.testing.assert_array_equal(hist.final_params, [[15.0], [7.5]])
     np.testing.assert_array_equal(hist.loss[-1], [-5.0, 2.5])
+
+
+def test_stop_each_stops_every_configuration_at_its_own_stop() -> None:
+    """With ``stop_each`` a configuration stops at its own record: its parameters stay and its rows
+    repeat; the run still ends where every configuration has stopped."""
+    ramp = Ramp(lambda x: 10.0 - x)
+    trace = Trace.from_staleness(np.zeros(50, dtype=np.int64))
+    hist = run(ramp, sgd([1.0, 0.5]), trace, 50, record_every=5, stop_at=3.0, stop_each=True)
+    # configuration 0 reaches loss 3 at step 7 and is seen at the record of 10; configuration 1 at 15
+    assert hist.steps.tolist() == [0, 5, 10, 15]
+    np.testing.assert_array_equal(hist.final_params, [[10.0], [7.5]])
+    np.testing.assert_array_equal(hist.loss[:, 0], [10.0, 5.0, 0.0, 0.0])
+    np.testing.assert_array_equal(hist.loss[:, 1], [10.0, 7.5, 5.0, 2.5])
+    assert hist.config["options"]["stop_each"] is True
+
+
+class Counting(Problem):
+    """The ramp, counting the rows its gradient and loss are asked for."""
+
+    name: str = "counting"
+    dim: int = 1
+
+    def __init__(self) -> None:
+        self.rows = {"gradient": 0, "loss": 0}
+
+    def init_params(self, batch: int) -> np.ndarray:
+        return np.zeros((batch, 1))
+
+    def loss(self, w: np.ndarray) -> np.ndarray:
+        self.rows["loss"] += w.shape[0]
+        return 10.0 - w[:, 0]
+
+    def gradient(self, w, randomness, n_aggregated):
+        self.rows["gradient"] += w.shape[0]
+        return -np.ones_like(w)
+
+
+def test_stop_each_computes_no_gradient_or_loss_of_a_stopped_configuration() -> None:
+    """α = 1 stops at the record of 10 (loss 0), α = 0.01 runs all 40 steps: 10 + 40 gradients,
+    where a run without ``stop_each`` computes 2 · 40."""
+    counting = Counting()
+    run(counting, sgd([1.0, 0.01]), None, 40, record_every=10, stop_at=3.0, stop_each=True)
+    assert counting.rows["gradient"] == 10 + 40
+    # losses: both at 0 (the start), 10; then one row at 20, 30, 40
+    assert counting.rows["loss"] == 2 + 2 + 3
+    counting = Counting()
+    run(counting, sgd([1.0, 0.01]), None, 40, record_every=10, stop_at=3.0)
+    assert counting.rows["gradient"] == 2 * 40
+
+
+def test_stop_each_needs_stop_at() -> None:
+    with pytest.raises(ValueError, match=r"stop_each=True needs stop_at"):
+        run(Ramp(lambda x: x), sgd(0.1), None, 5, stop_each=True)
+    with pytest.raises(TypeError, match=r"stop_each must be a bool, got int"):
+        run(Ramp(lambda x: x), sgd(0.1), None, 5, stop_at=1.0, stop_each=1)

@@ -290,3 +290,33 @@ def test_final_loss_does_not_depend_on_the_neighbours() -> None:
     assert not np.isfinite(run_sweep(Sweep("nq50", lrs=(50.0,), **common))["iterations"]).any()
     for column in ("iterations", "final_loss", "diverged"):
         np.testing.assert_array_equal(alone[column], beside[column], err_msg=column)
+
+
+@pytest.mark.parametrize(
+    ("problem", "lrs", "steps", "workers"),
+    [("nq50", (2.0**-6, 0.5, 4.0), 1200, 4), ("digits-mlp", (0.02, 0.7, 8.0), 800, 1)],
+)
+def test_a_chunk_is_the_same_whether_its_configurations_stop_each_on_their_own(
+    monkeypatch, problem, lrs, steps, workers
+) -> None:
+    """A chunk stops each configuration where it reaches the target or diverges (``stop_each``):
+    every column equals a run that computes them all to the chunk's end, for α that reach the
+    target, that do not, and that diverge (nq50's α = 4)."""
+    import asyncsim.sweep as sweep_module
+    from asyncsim.engine import run as engine_run
+
+    sweep = Sweep(
+        problem, lrs=lrs, momenta=(-0.5, 0.0, 0.9), workers=(workers,), steps=steps, record_every=5
+    )
+    stopping_each = sweep_module.run_chunk(sweep, 0, 0)
+
+    def without_stop_each(*args, **kwargs):
+        return engine_run(*args, **(kwargs | {"stop_each": False}))
+
+    monkeypatch.setattr(sweep_module, "run", without_stop_each)
+    to_the_end = sweep_module.run_chunk(sweep, 0, 0)
+    assert np.isfinite(to_the_end["iterations"]).any() and np.isinf(to_the_end["iterations"]).any()
+    if problem == "nq50":
+        assert to_the_end["diverged"].any()
+    for name, column in to_the_end.items():
+        np.testing.assert_array_equal(stopping_each[name], column, err_msg=name)
