@@ -171,11 +171,11 @@ class NoisyQuadratic(Problem):
         return x * self.curvatures if self.hessian is None else x @ self.hessian
 
     def loss(self, w: np.ndarray) -> np.ndarray:
-        x = w - self.w_star
+        x = w - self.w_star if self.shifted else w  # w - 0 is w
         return 0.5 * np.einsum("bd,bd->b", x, self._hx(x))
 
     def distance(self, w: np.ndarray) -> np.ndarray:
-        return np.linalg.norm(w - self.w_star, axis=-1)
+        return _row_norms(w - self.w_star if self.shifted else w)
 
     def draw(self, rngs, steps, max_aggregated):
         if self.noise == 0.0:
@@ -277,7 +277,7 @@ class LeastSquares(_MinibatchProblem):
         return self._full_loss(w)
 
     def distance(self, w: np.ndarray) -> np.ndarray:
-        return np.linalg.norm(w - self.w_star, axis=-1)
+        return _row_norms(w - self.w_star)
 
     def mean_gradient(self, w: np.ndarray) -> np.ndarray:
         return (w @ self.features.T - self.targets) @ self.features / self.n_samples
@@ -339,6 +339,12 @@ class LogisticRegression(_MinibatchProblem):
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * z))
+
+
+def _row_norms(x: np.ndarray) -> np.ndarray:
+    """‖x‖ along the last axis: the sum ``np.linalg.norm(x, axis=-1)`` does for real x, without its
+    argument handling, which cost a third of a recorded step on nq50."""
+    return np.sqrt(np.add.reduce(x * x, axis=-1))
 
 
 def _bias_tanh(pre: np.ndarray, bias: np.ndarray) -> np.ndarray:
