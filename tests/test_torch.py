@@ -408,8 +408,8 @@ def test_meter_in_torch_multiprocessing_workers_sharing_a_model() -> None:
 
     The workers take turns (each reads the other's last write: staleness 1), so the run is the same
     on every machine. Left to the scheduler, the run is not reproducible: on an idle machine one
-    worker mostly finishes before the other starts (12 repeats read 0.865 to 0.975), while under load a worker paused for
-    many of the other's writes has read 1.42 (seen in CI)."""
+    worker mostly finishes before the other starts (12 repeats read 0.865 to 0.975), while under
+    load a worker paused for many of the other's writes has read 1.42 (seen in CI)."""
     context = torch.multiprocessing.get_context("fork")
     model = _linear()
     model.share_memory()
