@@ -27,6 +27,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from threadpoolctl import threadpool_limits
 
+from asyncsim import engine
 from asyncsim.cluster import ClusterConfig, simulate
 from asyncsim.engine import History, run
 from asyncsim.optim import GradientTransformation, adam, heavy_ball, nesterov
@@ -235,6 +236,38 @@ def test_fused_kernel_equals_the_numpy_path_to_the_last_bit(monkeypatch, form, m
         np.testing.assert_array_equal(getattr(b, name), getattr(a, name), err_msg=name)
     for name, values in a.values.items():
         np.testing.assert_array_equal(b[name], values, err_msg=name)
+
+
+@pytest.mark.parametrize("stop_each", [False, True])
+@pytest.mark.parametrize("mode", ["own-streams", "noiseless"])
+def test_fused_kernel_with_stops_equals_the_numpy_path_to_the_last_bit(
+    monkeypatch, mode, stop_each
+) -> None:
+    """The fused loop makes its visits together, after the steps they look at: a configuration that
+    diverges, reaches the target or stops the run between two of them ends as in the NumPy loop,
+    which visits each step as it comes. Records every step; visits held 64 at a time."""
+    kernels = pytest.importorskip("asyncsim._kernels")
+    if kernels.quadratic_momentum() is None:
+        pytest.skip("numba unavailable (not installed, or ASYNCSIM_KERNELS=numpy): NumPy path only")
+    monkeypatch.setattr(engine, "_DEFERRED_BUDGET", 64 * 4 * 9)
+    problem = NoisyQuadratic(np.logspace(0, -1, 9), noise=0.0 if mode == "noiseless" else 0.02)
+    trace = Trace.geometric(3, 500, rng=5)
+    transform = heavy_ball([0.05, 0.5, 1.2, 4.0], [0.5, 0.0, -0.3, 0.9])
+    target = 1e-3 * float(problem.loss(problem.init_params(1))[0])
+    runs = {}
+    for path in ("numpy", "numba"):
+        monkeypatch.setenv("ASYNCSIM_KERNELS", path)
+        runs[path] = run(
+            problem, transform, trace, 500, rng=8, stop_at=target, stop_each=stop_each,
+            record_params=True,
+        )  # fmt: skip
+    a, b = runs["numpy"], runs["numba"]
+    assert a.diverged.any() and (a.loss <= target).any(axis=0).sum() >= 2
+    assert 64 < len(a.steps) - 1 < 500  # the run stops, after more visits than one hold
+    for name in ("steps", "loss", "distance", "params", "final_params", "diverged_at", "time"):
+        np.testing.assert_array_equal(getattr(b, name), getattr(a, name), err_msg=name)
+    for name, values in a.values.items():
+        np.testing.assert_array_equal(b.values[name], values, err_msg=name)
 
 
 @pytest.mark.parametrize("form", [heavy_ball, nesterov])
