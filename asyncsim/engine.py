@@ -18,9 +18,10 @@ workers, whatever the largest staleness). When every configuration draws from on
 random numbers, as a sweep chunk does), a problem that takes one block for all
 (``broadcast_randomness``) gets one draw, not B. Where numba is installed (the ``fast`` extra),
 :mod:`asyncsim._kernels` runs heavy ball and Nesterov on the diagonal quadratics as a compiled loop
-between two visits of the recorder (:func:`_fused_loop`), and their momentum update after any other
-gradient in one pass: the same operations in the same order as the NumPy path, so the same results to
-the last bit (``ASYNCSIM_KERNELS=numpy`` turns the kernels off).
+between two visits of the recorder (:func:`_fused_loop`, which makes its visits many at a time), and
+their momentum update after any other gradient in one pass: the same operations in the same order as
+the NumPy path, so the same results to the last bit (``ASYNCSIM_KERNELS=numpy`` turns the kernels
+off).
 
 Arrivals and versions. The trace's events are *arrivals*: gradients reaching the server, one per
 step, and the History's steps count them (gradients computed; the clock is the arrival's). A method
