@@ -668,9 +668,9 @@ def _fused_loop(
 class _DeferredVisits:
     """The fused loop's visits, made together: the parameters of each visited step are copied and
     held (up to ``_DEFERRED_BUDGET`` values), then their losses and distances computed in one call
-    each (the same arithmetic row by row as a call per step), and the recorder visits the steps in
-    order with them. Where a step needs a visit every step or two, this takes most of the per-step
-    cost away (a call per array operation on B·d values).
+    each (the same arithmetic row by row as a call per step), and the recorder visits them all at
+    once (:meth:`_Recorder.visit_together`). Where the run records every step or two, this takes
+    away most of the recording's cost: a call per array operation on B·d values, per step.
 
     A configuration frozen at a visit went on being updated by the kernel until the visits were
     made: its later copies, losses and distances are set back to those at its freeze, and so are its
