@@ -219,9 +219,11 @@ class MomentumState(NamedTuple):
 def _per_row(value: float | np.ndarray, batch: int) -> np.ndarray:
     """A float or a (B, 1) column as a (B,) array, in about a microsecond (``np.broadcast_to``
     takes seven): it is recorded at every record of a run."""
-    if isinstance(value, np.ndarray):
-        return value.reshape(batch) if value.size == batch else np.full(batch, value.flat[0])
-    return np.full(batch, value, dtype=np.float64)
+    if np.ndim(value) == 0:
+        return np.full(batch, value, dtype=np.float64)
+    if np.size(value) == batch:
+        return np.reshape(value, batch)
+    return np.broadcast_to(np.ravel(value), (batch,))  # a column of one, say
 
 
 def compact(column: np.ndarray) -> float | np.ndarray:

@@ -137,23 +137,17 @@ class FigureSpec:
         ``make(result) -> matplotlib.figure.Figure``.
     shares_sweep : bool
         The experiment also takes ``sweep=``: the nq50 :func:`~asyncsim.experiments.momentum_sweep`
-        that :func:`make_figures` computes once for every figure that sets this, or (``lazy_sweep``)
-        a function of no arguments that gives it, which the experiment calls when it needs it.
-    lazy_sweep : bool
-        See ``shares_sweep``: the experiment queues other work before it waits for the sweep.
+        that :func:`make_figures` computes once for every figure that sets this.
     """
 
     experiment: Callable[..., ExperimentResult]
     make: Callable[[ExperimentResult], Figure]
     shares_sweep: bool = False
-    lazy_sweep: bool = False
 
 
 FIGURES: dict[str, FigureSpec] = {
     "staleness": FigureSpec(experiments.staleness_law, staleness.make_staleness),
-    "momentum": FigureSpec(
-        momentum_results, momentum.make_momentum, shares_sweep=True, lazy_sweep=True
-    ),
+    "momentum": FigureSpec(momentum_results, momentum.make_momentum, shares_sweep=True),
     "penalty": FigureSpec(experiments.penalty, penalty.make_penalty, shares_sweep=True),
     "robust_region": FigureSpec(experiments.robust_region, robust_region.make_robust_region),
     "total_momentum": FigureSpec(experiments.total_momentum, total_momentum.make_total_momentum),
@@ -215,10 +209,7 @@ def _task(
     spec = FIGURES[name]
 
     def compute(executor: Executor | None) -> ExperimentResult:
-        shared = {}
-        if spec.shares_sweep:
-            get = functools.partial(nq50.get, executor)
-            shared["sweep"] = get if spec.lazy_sweep else get()
+        shared = {"sweep": nq50.get(executor)} if spec.shares_sweep else {}
         common = {"scale": scale, "rng": root, "executor": executor, "progress": progress}
         return spec.experiment(**common, **shared)
 

@@ -34,31 +34,18 @@ def momentum_results(
     progress: bool | None = None,
     sweep: Any = None,
 ) -> ExperimentResult:
-    """The three experiments the figure draws, at one root seed, as one result. ``sweep``: the nq50
-    :func:`asyncsim.experiments.momentum_sweep` to share, or a function of no arguments that gives
-    it, else computed here. On an executor the three run at once, the digits-mlp grid first (most of
-    the work at the full scale, so its chunks queue before the others'); ``sweep`` is called in the
-    nq50 part, after that."""
-    common = {"scale": scale, "rng": experiments.root_seed(rng), "progress": progress}
+    """The three experiments the figure draws, at one root seed, as one result (``sweep``: the nq50
+    :func:`asyncsim.experiments.momentum_sweep` to share, else computed here)."""
+    common = {"scale": scale, "rng": experiments.root_seed(rng), "executor": executor}
     digits = experiments.settings("digits", scale)
     parts = {
-        "digits": lambda on: experiments.best_momentum(
-            "digits-mlp", **{k: digits[k] for k in _DIGITS_GRID}, executor=on, **common
+        "nq50": experiments.best_momentum(sweep=sweep, progress=progress, **common),
+        "single_run": experiments.single_run_momentum(progress=progress, **common),
+        "digits": experiments.best_momentum(
+            "digits-mlp", **{k: digits[k] for k in _DIGITS_GRID}, progress=progress, **common
         ),
-        "nq50": lambda on: experiments.best_momentum(
-            sweep=sweep() if callable(sweep) else sweep, executor=on, **common
-        ),
-        "single_run": lambda on: experiments.single_run_momentum(executor=on, **common),
     }
-    done = {
-        name: result
-        for name, result, _ in experiments.concurrently(parts, executor=executor, progress=progress)
-    }
-    return experiments.combine("momentum", {name: done[name] for name in _PARTS})
-
-
-_PARTS = ("nq50", "single_run", "digits")
-"""The order of the parts in the result."""
+    return experiments.combine("momentum", parts)
 
 
 def _rows(data: pd.DataFrame, problem: str, kind: str) -> pd.DataFrame:
