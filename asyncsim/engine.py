@@ -659,8 +659,9 @@ def _fused_loop(
             if deferred.hold(t, current) or t == steps:
                 stop = deferred.make(current, state)
                 if stop is not None:
-                    ring[version_slot[stop]] = deferred.params_at_stop
-                    return stop
+                    at, params = stop
+                    ring[version_slot[at]] = params
+                    return at
             next_at = recorder.following(t)
     return steps
 
@@ -682,7 +683,6 @@ class _DeferredVisits:
         size = max(1, _DEFERRED_BUDGET // (batch * problem.dim))
         self._params = np.empty((size, batch, problem.dim))
         self._steps: list[int] = []
-        self.params_at_stop: np.ndarray | None = None
 
     def hold(self, t: int, w: np.ndarray) -> bool:
         """Keep a copy of the parameters ``w`` (B, d) of visited step t; True once full."""
@@ -690,24 +690,21 @@ class _DeferredVisits:
         self._steps.append(t)
         return len(self._steps) == self._params.shape[0]
 
-    def make(self, current: np.ndarray, state: MomentumState) -> int | None:
+    def make(self, current: np.ndarray, state: MomentumState) -> tuple[int, np.ndarray] | None:
         """Visit the held steps (:meth:`_Recorder.visit_together`); ``current``: the parameters of the
-        loop's last step, set back in place where a configuration froze meanwhile. Return the step
-        where the run stops (its parameters in ``params_at_stop``), or None."""
+        loop's last step, the last held, set in place to their copy as the visits left it (where a
+        configuration froze meanwhile, its parameters at the freeze). Return the step where the run
+        stops and its parameters, or None."""
         k, (_, b, d) = len(self._steps), self._params.shape
         params = self._params[:k]
         loss = self._loss(params.reshape(k * b, d)).reshape(k, b)
         distance = self._distance(params.reshape(k * b, d))
         distance = None if distance is None else distance.reshape(k, b)
-        frozen = self._recorder.divergence.frozen
-        frozen_before = frozen.copy()
         stop = self._recorder.visit_together(self._steps, params, state, loss, distance)
         self._steps.clear()
         if stop is not None:
-            self.params_at_stop = params[stop[1]]
-            return stop[0]
-        newly = frozen & ~frozen_before
-        current[newly] = params[k - 1, newly]
+            return stop[0], params[stop[1]]
+        current[...] = params[k - 1]
         return None
 
 
@@ -771,7 +768,7 @@ class _Divergence:
     gradients and ``check`` only their losses (the others keep their last).
     """
 
-    __slots__ = ("_last", "_loss", "any", "at", "bound", "flags", "frozen", "live")
+    __slots__ = ("_loss", "any", "at", "bound", "flags", "frozen", "last_loss", "live")
 
     def __init__(self, loss: Callable[[np.ndarray], np.ndarray], bound: np.ndarray) -> None:
         self._loss = loss
@@ -781,7 +778,7 @@ class _Divergence:
         self.at = np.full(self.bound.shape, -1, dtype=np.int64)
         self.any = False
         self.live: np.ndarray | None = None
-        self._last = self.bound  # replaced by the first check's loss
+        self.last_loss = self.bound  # the losses of the last check (the first replaces it)
 
     def check(
         self, t: int, w: np.ndarray, state: Any = None, values: Mapping[str, Any] | None = None
@@ -791,19 +788,23 @@ class _Divergence:
         if live is None:
             loss = self._loss(w)
         else:
-            loss = self._last.copy()
+            loss = self.last_loss.copy()
             loss[live] = self._loss(w[live])
-        self._last = loss
+        self.last_loss = loss
         newly = ~self.frozen & ~(loss <= self.bound)  # catches NaN
         flagged = (record_of(state) if values is None else values).get("diverged")
         if flagged is not None:
             newly |= ~self.frozen & np.asarray(flagged, dtype=bool)
+        self.flag(newly, t)
+        return loss
+
+    def flag(self, newly: np.ndarray, at: int | np.ndarray) -> None:
+        """Flag the configurations ``newly`` (B,) as diverged (and freeze them) at step(s) ``at``."""
         if newly.any():
             self.flags[newly] = True
             self.frozen[newly] = True
-            self.at[newly] = t
+            self.at[newly] = at
             self.any = True
-        return loss
 
     def stop(self, stopped: np.ndarray) -> None:
         """Freeze the configurations ``stopped`` (B,) too, and compute only the others from now."""
@@ -853,7 +854,6 @@ class _Recorder:
         self._distance = distance
         self._batch = batch
         self._schedule = _record_steps(steps, every)
-        self._schedule_array = np.asarray(self._schedule)
         self._check_every = check_every
         self._stop_at = stop_at
         self._stop_each = stop_each
@@ -883,40 +883,51 @@ class _Recorder:
         values: dict[str, Any] | None = None,
     ) -> None:
         """Append the row of step t (the next scheduled step); ``values``: the state's
-        ``record_of``, where the caller has it already. Rows go into arrays made once."""
-        i = self._recorded
-        self._loss[i] = loss
+        ``record_of``, where the caller has it already."""
         distance = self._distance(w)
-        if distance is not None:
-            if self._distances is None:
-                self._distances = np.empty_like(self._loss)
-            self._distances[i] = distance
-        if self._record_params:
-            self._params.append(w.copy())
-        if t == 0:
-            self._time[i] = 0.0
-        elif self._clock is None:
-            self._time[i] = np.nan
-        else:
-            self._time[i] = self._clock[t - 1]
         values = record_of(state) if values is None else dict(values)
         if estimator is not None:
             values["total_momentum"] = np.where(
                 self.divergence.flags, np.nan, momentum_estimate(estimator)
             )
+        self._append_rows(
+            np.array([t]), w[None], loss[None], None if distance is None else distance[None], values
+        )
+        self._advance(t)
+
+    def _append_rows(
+        self,
+        steps: np.ndarray,
+        params: np.ndarray,
+        loss: np.ndarray,
+        distance: np.ndarray | None,
+        values: Mapping[str, Any],
+    ) -> None:
+        """Append the rows of the next scheduled steps ``steps`` (n,): their parameters (n, B, d),
+        losses and distances (n, B), and ``values`` (name: (B,) or a scalar, the same at each), into
+        arrays made once. Stopped rows repeat their values at the stop (their loss and distance
+        are those of unchanged parameters)."""
+        i, n = self._recorded, steps.size
+        rows = slice(i, i + n)
+        self._loss[rows] = loss
+        if distance is not None:
+            if self._distances is None:
+                self._distances = np.empty_like(self._loss)
+            self._distances[rows] = distance
+        if self._record_params:
+            self._params.extend(w.copy() for w in params)
+        clock = np.nan if self._clock is None else self._clock[steps - 1].reshape(n, -1)
+        self._time[rows] = np.where((steps == 0)[:, None], 0.0, clock)
         for name, v in values.items():
             column = self._values.get(name)
             if column is None:
                 column = self._values[name] = np.empty_like(self._loss)
-            column[i] = v  # broadcasts a scalar, converts a flag to float64
-        held = self._held
-        if held is not None:  # stopped rows repeat their values at the stop (their loss and
-            for column in self._values.values():  # distance are those of unchanged parameters)
-                np.copyto(column[i], column[i - 1], where=held)
-        self._recorded += 1
+            column[rows] = v  # broadcasts a scalar, converts a flag to float64
+            if self._held is not None:
+                np.copyto(column[rows], column[i - 1], where=self._held)
+        self._recorded += n
         schedule = self._schedule
         self._record_at = schedule[self._recorded] if self._recorded < len(schedule) else -1
-        self._advance(t)
 
     def visit(
         self, t: int, w: np.ndarray, state: Any, estimator: MomentumEstimate | None = None
@@ -962,8 +973,7 @@ class _Recorder:
         Return (step, visit index) where the run stops, or None."""
         div, k = self.divergence, len(steps)
         at = np.asarray(steps)
-        schedule = self._schedule_array
-        recorded = at == schedule[np.minimum(np.searchsorted(schedule, at), schedule.size - 1)]
+        recorded = np.isin(at, self._schedule[self._recorded : self._recorded + k])
         never = np.full(loss.shape[1], k)
         frozen_before = div.frozen.copy()
         bad = ~(loss <= div.bound)
@@ -993,15 +1003,12 @@ class _Recorder:
                 end, stops = int(done.argmax()), True
             reached = reached_by[end]
         newly = first_bad <= end
-        div.flags[newly] = True
-        div.frozen[newly] = True
-        div.at[newly] = at[first_bad[newly]]
-        div.any = div.any or bool(newly.any())
-        div._last = loss[end]
+        div.flag(newly, at[first_bad[newly]])
+        div.last_loss = loss[end]
         rows = np.flatnonzero(recorded[: end + 1])
         if rows.size:
             picked = None if distance is None else distance[rows]
-            self._write_rows(at[rows], params[rows], loss[rows], picked, state)
+            self._append_rows(at[rows], params[rows], loss[rows], picked, record_of(state))
         self._reached = reached
         if self._stop_at is not None and self._stop_each:
             stopped = reached | div.flags
@@ -1009,38 +1016,6 @@ class _Recorder:
             self._held = stopped
         self._advance(int(at[end]))
         return (int(at[end]), end) if stops else None
-
-    def _write_rows(
-        self,
-        steps: np.ndarray,
-        params: np.ndarray,
-        loss: np.ndarray,
-        distance: np.ndarray | None,
-        state: Any,
-    ) -> None:
-        """Append the rows of the recorded steps ``steps`` (n,) after the first at once: their
-        parameters (n, B, d), losses and distances (n, B), and the state's values (the same at
-        each)."""
-        i, n = self._recorded, steps.size
-        self._loss[i : i + n] = loss
-        if distance is not None:
-            if self._distances is None:
-                self._distances = np.empty_like(self._loss)
-            self._distances[i : i + n] = distance
-        if self._record_params:
-            self._params.extend(w.copy() for w in params)
-        if self._clock is None:
-            self._time[i : i + n] = np.nan
-        else:
-            self._time[i : i + n] = self._clock[steps - 1].reshape(n, -1)
-        for name, v in record_of(state).items():
-            column = self._values.get(name)
-            if column is None:
-                column = self._values[name] = np.empty_like(self._loss)
-            column[i : i + n] = v
-        self._recorded += n
-        schedule = self._schedule
-        self._record_at = schedule[self._recorded] if self._recorded < len(schedule) else -1
 
     def following(self, t: int) -> int:
         """The visit after step t, were t visited now (for a loop that holds visits back)."""
