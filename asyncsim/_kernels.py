@@ -496,13 +496,14 @@ def _compiled(name: str) -> Callable | None:
         import numba
     except ImportError:
         return None
-    jit = numba.njit(cache=True, fastmath=False, error_model="numpy")
+
+    def jit(function: Callable, fastmath: Any = False) -> Callable:
+        return numba.njit(cache=True, fastmath=fastmath, error_model="numpy")(function)
+
     for helper in _HELPERS:
         if not isinstance(globals()[helper], numba.core.dispatcher.Dispatcher):
             contract = {"contract"} if helper == "_exp_block" else False
-            globals()[helper] = numba.njit(cache=True, fastmath=contract, error_model="numpy")(
-                globals()[helper]
-            )
+            globals()[helper] = jit(globals()[helper], contract)
     kernel = jit(globals()[name])
     return _on_one_blas_thread(kernel) if name in _CALLING_BLAS else kernel
 
